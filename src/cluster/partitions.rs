@@ -1,0 +1,190 @@
+//! The partitions a shard owns, and which shard owns which partition.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ahash::AHashMap;
+
+use super::image::{MetadataImage, TopicMeta};
+use super::topic_config::TopicConfig;
+use crate::raft::{ReplicateError, ReplicatedLog};
+
+/// The shard that owns `partition` of `topic` when `shards` shards run.
+///
+/// Stable across restarts with the same shard count (FNV-1a of the name, not a seeded hash),
+/// and spreads a topic's partitions round-robin over shards.
+pub fn shard_for(topic: &str, partition: i32, shards: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in topic.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let shards = shards.max(1) as u64;
+    ((hash % shards + partition.max(0) as u64) % shards) as usize
+}
+
+/// The directory of one partition's log.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(topic).join(partition.to_string())
+}
+
+/// One partition served by this shard.
+pub struct Partition {
+    /// The topic this partition belongs to (shared with the image).
+    pub topic: Arc<TopicMeta>,
+    /// The partition index.
+    pub index: i32,
+    /// The replicated log every write goes through.
+    pub log: ReplicatedLog,
+    config: RefCell<TopicConfig>,
+}
+
+impl Partition {
+    /// The topic's effective config as this shard last applied it.
+    pub fn config(&self) -> TopicConfig {
+        self.config.borrow().clone()
+    }
+}
+
+/// The partitions owned by one shard, keyed by (topic, partition).
+#[derive(Default)]
+pub struct PartitionTable {
+    partitions: RefCell<AHashMap<(String, i32), Rc<Partition>>>,
+}
+
+impl PartitionTable {
+    /// The partition, if this shard owns it.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        // Borrow only inside this call: callers await on the returned Rc, never the map.
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// All partitions of this shard.
+    pub fn all(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Number of partitions this shard owns.
+    pub fn len(&self) -> usize {
+        self.partitions.borrow().len()
+    }
+
+    /// Whether this shard owns no partitions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Brings the table in line with `image`: opens (and recovers) partitions this shard
+    /// now owns, closes and deletes the data of partitions whose topic is gone or was
+    /// re-created, and applies config changes.
+    pub async fn apply(
+        &self,
+        image: &MetadataImage,
+        data_dir: &Path,
+        shard: usize,
+        shards: usize,
+        leader_epoch: i32,
+        cache_budget_bytes: usize,
+    ) -> Result<(), ReplicateError> {
+        // Drop what no longer exists (topic deleted, or re-created under a new id).
+        let stale: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| match image.topic(&p.topic.name) {
+                Some(t) => t.id != p.topic.id || p.index >= t.partitions,
+                None => true,
+            })
+            .cloned()
+            .collect();
+        for partition in stale {
+            self.partitions
+                .borrow_mut()
+                .remove(&(partition.topic.name.clone(), partition.index));
+            if let Err(e) = partition.log.close().await {
+                tracing::warn!(topic = %partition.topic.name, partition = partition.index, error = %e, "closing deleted partition");
+            }
+            let dir = partition_dir(data_dir, &partition.topic.name, partition.index);
+            remove_dir(dir).await;
+        }
+        // Open what is new; refresh the config of what stays.
+        for topic in image.topics.values() {
+            let config = topic.config();
+            for index in 0..topic.partitions {
+                if shard_for(&topic.name, index, shards) != shard {
+                    continue;
+                }
+                if let Some(existing) = self.get(&topic.name, index) {
+                    if *existing.config.borrow() != config {
+                        existing
+                            .log
+                            .log()
+                            .update_config(config.log_config(cache_budget_bytes));
+                        *existing.config.borrow_mut() = config.clone();
+                    }
+                    continue;
+                }
+                let dir = partition_dir(data_dir, &topic.name, index);
+                let log =
+                    ReplicatedLog::open(dir, config.log_config(cache_budget_bytes), leader_epoch)
+                        .await?;
+                let partition = Rc::new(Partition {
+                    topic: topic.clone(),
+                    index,
+                    log,
+                    config: RefCell::new(config.clone()),
+                });
+                self.partitions
+                    .borrow_mut()
+                    .insert((topic.name.clone(), index), partition);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes every partition (clean shutdown).
+    pub async fn close_all(&self) {
+        for partition in self.all() {
+            if let Err(e) = partition.log.close().await {
+                tracing::error!(topic = %partition.topic.name, partition = partition.index, error = %e, "flush at shutdown failed");
+            }
+        }
+    }
+}
+
+/// Removes a directory tree off the reactor thread; a failure is logged, not fatal.
+pub async fn remove_dir(dir: PathBuf) {
+    let shown = dir.display().to_string();
+    let result = glommio::executor()
+        .spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(dir = %shown, error = %e, "could not remove partition directory");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_of_a_topic_spread_over_all_shards() {
+        let shards = 4;
+        let mut seen = [0usize; 4];
+        for p in 0..8 {
+            seen[shard_for("orders", p, shards)] += 1;
+        }
+        assert_eq!(seen, [2, 2, 2, 2]);
+        assert_eq!(shard_for("orders", 3, 1), 0);
+        // Stable: the same inputs always map to the same shard.
+        assert_eq!(shard_for("orders", 5, 3), shard_for("orders", 5, 3));
+    }
+}

@@ -1,0 +1,69 @@
+//! DeleteRecords (key 21), v0-v2: move a partition's log start offset forward.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::Context;
+use crate::kafka::route::scatter;
+
+/// Answers DeleteRecords. Offset -1 means "up to the high watermark"; beyond it is
+/// OFFSET_OUT_OF_RANGE, as in Kafka.
+pub async fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let image = ctx.shard.image();
+    let mut topics = Vec::new();
+    let mut items = Vec::new();
+    let mut slots = Vec::new();
+    for (ti, topic) in request.topics.iter().enumerate() {
+        let meta = image.topic(topic.name.as_str());
+        let mut result = DeleteRecordsTopicResult::default().with_name(topic.name.clone());
+        for (pi, p) in topic.partitions.iter().enumerate() {
+            let mut entry = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
+            match meta {
+                Some(meta) if p.partition_index >= 0 && p.partition_index < meta.partitions => {
+                    items.push((
+                        ctx.shard.owner_of(&meta.name, p.partition_index),
+                        (meta.name.clone(), p.partition_index, p.offset),
+                    ));
+                    slots.push((ti, pi));
+                }
+                _ => entry.error_code = ResponseError::UnknownTopicOrPartition.code(),
+            }
+            result.partitions.push(entry);
+        }
+        topics.push(result);
+    }
+    let results =
+        scatter(
+            &ctx.shard,
+            items,
+            |owner, (topic, index, offset): (String, i32, i64)| async move {
+                let Some(partition) = owner.partitions.get(&topic, index) else {
+                    return Err(ResponseError::NotLeaderOrFollower);
+                };
+                let high_watermark = partition.log.high_watermark();
+                let target = if offset == -1 { high_watermark } else { offset };
+                if target < 0 || target > high_watermark {
+                    return Err(ResponseError::OffsetOutOfRange);
+                }
+                partition.log.delete_records_before(target).await.map_err(|e| {
+            tracing::error!(%topic, partition = index, error = %e, "delete records failed");
+            ResponseError::KafkaStorageError
+        })
+            },
+        )
+        .await;
+    for ((ti, pi), result) in slots.into_iter().zip(results) {
+        let entry = &mut topics[ti].partitions[pi];
+        match result {
+            Some(Ok(low)) => entry.low_watermark = low,
+            Some(Err(error)) => entry.error_code = error.code(),
+            None => entry.error_code = ResponseError::NotLeaderOrFollower.code(),
+        }
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,287 @@
+//! Fetch (key 1), v4-v16: read whole batches up to the high watermark; long-poll until
+//! `min_bytes` are available or `max_wait_ms` passes, woken by commits (never by polling).
+//!
+//! Sessions (KIP-227) are not kept: every answer is a full, sessionless response
+//! (session id 0), which every client accepts.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{select, select_all, Either};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Context;
+use crate::kafka::route::scatter;
+use crate::runtime::Shard;
+use crate::storage::StorageError;
+
+/// One partition to read, shipped to its owner shard.
+#[derive(Clone)]
+struct ReadSpec {
+    topic: String,
+    partition: i32,
+    fetch_offset: i64,
+    current_leader_epoch: i32,
+    max_bytes: usize,
+}
+
+/// What the owner read.
+struct ReadResult {
+    error: ResponseError,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Option<Bytes>,
+}
+
+impl ReadResult {
+    fn error(error: ResponseError) -> ReadResult {
+        ReadResult {
+            error,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.records.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// Answers Fetch.
+pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
+    let image = ctx.shard.image();
+    let read_committed = request.isolation_level == 1;
+    let response_max_bytes = if request.max_bytes <= 0 {
+        i32::MAX
+    } else {
+        request.max_bytes
+    } as usize;
+    // Resolve names (v13+ sends topic ids) and build the response skeleton.
+    let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(request.topics.len());
+    let mut specs: Vec<(usize, (usize, usize, ReadSpec))> = Vec::new();
+    for (ti, topic) in request.topics.iter().enumerate() {
+        let meta = if ctx.version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(topic.topic.as_str())
+        };
+        let mut response_topic = FetchableTopicResponse::default()
+            .with_topic(topic.topic.clone())
+            .with_topic_id(topic.topic_id);
+        for (pi, p) in topic.partitions.iter().enumerate() {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_aborted_transactions(read_committed.then(Vec::new));
+            match meta {
+                Some(meta) if p.partition >= 0 && p.partition < meta.partitions => {
+                    let spec = ReadSpec {
+                        topic: meta.name.clone(),
+                        partition: p.partition,
+                        fetch_offset: p.fetch_offset,
+                        current_leader_epoch: p.current_leader_epoch,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                    };
+                    specs.push((ctx.shard.owner_of(&meta.name, p.partition), (ti, pi, spec)));
+                }
+                _ => {
+                    let error = if ctx.version >= 13 && meta.is_none() {
+                        ResponseError::UnknownTopicId
+                    } else {
+                        ResponseError::UnknownTopicOrPartition
+                    };
+                    data = data.with_error_code(error.code());
+                }
+            }
+            response_topic.partitions.push(data);
+        }
+        if ctx.version < 13 {
+            response_topic.topic = TopicName(StrBytes::from_string(topic.topic.to_string()));
+        }
+        topics.push(response_topic);
+    }
+
+    let mut results = read_all(&ctx.shard, &specs).await;
+    let available: usize = results.iter().flatten().map(ReadResult::len).sum();
+    let has_error = results.iter().any(|r| {
+        r.as_ref()
+            .is_none_or(|r| r.error != ResponseError::Unknown(0))
+    });
+    let min_bytes = request.min_bytes.max(0) as usize;
+    if request.max_wait_ms > 0 && available < min_bytes && !has_error && !specs.is_empty() {
+        let waited = Duration::from_millis(request.max_wait_ms as u64);
+        wait_for_commits(&ctx.shard, &specs, waited).await;
+        results = read_all(&ctx.shard, &specs).await;
+    }
+
+    // Merge in request order, honouring the response-wide max_bytes (the first partition
+    // with data is always returned whole, as KIP-74 asks).
+    let mut budget = response_max_bytes;
+    let mut first = true;
+    for ((_, (ti, pi, _)), result) in specs.iter().zip(results) {
+        let data = &mut topics[*ti].partitions[*pi];
+        let Some(mut result) = result else {
+            data.error_code = ResponseError::NotLeaderOrFollower.code();
+            continue;
+        };
+        let len = result.len();
+        if len > 0 {
+            if !first && len > budget {
+                result.records = None;
+            } else {
+                budget = budget.saturating_sub(len);
+                first = false;
+            }
+        }
+        data.error_code = result.error.code();
+        data.high_watermark = result.high_watermark;
+        data.last_stable_offset = result.high_watermark;
+        data.log_start_offset = result.log_start_offset;
+        data.records = result.records;
+    }
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(topics)
+}
+
+async fn read_all(
+    shard: &Rc<Shard>,
+    specs: &[(usize, (usize, usize, ReadSpec))],
+) -> Vec<Option<ReadResult>> {
+    let items: Vec<(usize, ReadSpec)> = specs
+        .iter()
+        .map(|(owner, (_, _, s))| (*owner, s.clone()))
+        .collect();
+    scatter(shard, items, |owner, spec| async move {
+        read_partition(&owner, spec).await
+    })
+    .await
+}
+
+/// Runs on the owner shard.
+async fn read_partition(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
+    let Some(partition) = shard.partitions.get(&spec.topic, spec.partition) else {
+        return ReadResult::error(ResponseError::NotLeaderOrFollower);
+    };
+    let epoch = partition.log.leader_epoch();
+    if spec.current_leader_epoch >= 0 && spec.current_leader_epoch < epoch {
+        return ReadResult::error(ResponseError::FencedLeaderEpoch);
+    }
+    if spec.current_leader_epoch > epoch {
+        return ReadResult::error(ResponseError::UnknownLeaderEpoch);
+    }
+    let log = partition.log.log();
+    let high_watermark = partition.log.high_watermark();
+    let log_start_offset = log.log_start_offset();
+    let mut result = ReadResult {
+        error: ResponseError::Unknown(0),
+        high_watermark,
+        log_start_offset,
+        records: None,
+    };
+    if spec.fetch_offset < log_start_offset || spec.fetch_offset > log.log_end_offset() {
+        result.error = ResponseError::OffsetOutOfRange;
+        return result;
+    }
+    if spec.fetch_offset >= high_watermark {
+        return result;
+    }
+    match log
+        .read(spec.fetch_offset, high_watermark, spec.max_bytes)
+        .await
+    {
+        Ok(fetched) => {
+            result.records = Some(concat(fetched.batches, fetched.total_bytes));
+        }
+        Err(StorageError::OffsetOutOfRange { .. }) => {
+            result.error = ResponseError::OffsetOutOfRange
+        }
+        Err(e) => {
+            tracing::error!(topic = %spec.topic, partition = spec.partition, error = %e, "fetch read failed");
+            result.error = ResponseError::KafkaStorageError;
+        }
+    }
+    result
+}
+
+/// Joins batches into one record set. A single batch (the common tail case) is not copied.
+fn concat(batches: Vec<Bytes>, total_bytes: usize) -> Bytes {
+    if batches.len() == 1 {
+        return batches.into_iter().next().unwrap_or_default();
+    }
+    let mut buf = BytesMut::with_capacity(total_bytes);
+    for batch in batches {
+        buf.extend_from_slice(&batch);
+    }
+    buf.freeze()
+}
+
+/// Waits until any fetched partition's high watermark moves past its fetch offset, or
+/// `max_wait` passes. Each owner shard waits on its own partitions' commit notifications.
+async fn wait_for_commits(
+    shard: &Rc<Shard>,
+    specs: &[(usize, (usize, usize, ReadSpec))],
+    max_wait: Duration,
+) {
+    let mut per_shard: Vec<Vec<(String, i32, i64)>> =
+        (0..shard.count).map(|_| Vec::new()).collect();
+    for (owner, (_, _, s)) in specs {
+        if let Some(group) = per_shard.get_mut(*owner) {
+            group.push((s.topic.clone(), s.partition, s.fetch_offset));
+        }
+    }
+    let waits: Vec<_> = per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, group)| !group.is_empty())
+        .map(|(target, group)| {
+            Box::pin(shard.invoke_on(target, move |owner| async move {
+                wait_on_owner(&owner, group, max_wait).await
+            }))
+        })
+        .collect();
+    if waits.is_empty() {
+        return;
+    }
+    let deadline = Box::pin(glommio::timer::sleep(max_wait));
+    let _ = select(select_all(waits), deadline).await;
+}
+
+/// Runs on the owner shard: resolves when one partition has data past its fetch offset.
+async fn wait_on_owner(shard: &Rc<Shard>, group: Vec<(String, i32, i64)>, max_wait: Duration) {
+    let partitions: Vec<_> = group
+        .into_iter()
+        .filter_map(|(topic, index, offset)| {
+            shard.partitions.get(&topic, index).map(|p| (p, offset))
+        })
+        .collect();
+    let deadline = glommio::timer::sleep(max_wait);
+    futures::pin_mut!(deadline);
+    loop {
+        if partitions
+            .iter()
+            .any(|(p, offset)| p.log.high_watermark() > *offset)
+        {
+            return;
+        }
+        if partitions.is_empty() || shard.shutting_down.get() {
+            return;
+        }
+        let notified: Vec<_> = partitions
+            .iter()
+            .map(|(p, _)| Box::pin(p.log.committed().notified()))
+            .collect();
+        match select(select_all(notified), deadline.as_mut()).await {
+            Either::Left(_) => continue,
+            Either::Right(_) => return,
+        }
+    }
+}

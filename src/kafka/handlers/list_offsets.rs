@@ -1,0 +1,104 @@
+//! ListOffsets (key 2), v1-v10: earliest, latest, by timestamp, max timestamp.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::Context;
+use crate::kafka::route::scatter;
+
+/// Kafka's special timestamps.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+struct Lookup {
+    topic: String,
+    partition: i32,
+    timestamp: i64,
+    current_leader_epoch: i32,
+}
+
+/// Answers ListOffsets.
+pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let image = ctx.shard.image();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut items = Vec::new();
+    let mut slots = Vec::new();
+    for (ti, topic) in request.topics.iter().enumerate() {
+        let meta = image.topic(topic.name.as_str());
+        let mut response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
+        for (pi, p) in topic.partitions.iter().enumerate() {
+            let mut entry = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(-1);
+            match meta {
+                Some(meta) if p.partition_index >= 0 && p.partition_index < meta.partitions => {
+                    items.push((
+                        ctx.shard.owner_of(&meta.name, p.partition_index),
+                        Lookup {
+                            topic: meta.name.clone(),
+                            partition: p.partition_index,
+                            timestamp: p.timestamp,
+                            current_leader_epoch: p.current_leader_epoch,
+                        },
+                    ));
+                    slots.push((ti, pi));
+                }
+                _ => entry.error_code = ResponseError::UnknownTopicOrPartition.code(),
+            }
+            response.partitions.push(entry);
+        }
+        topics.push(response);
+    }
+    let results = scatter(&ctx.shard, items, |owner, lookup: Lookup| async move {
+        let Some(partition) = owner.partitions.get(&lookup.topic, lookup.partition) else {
+            return Err(ResponseError::NotLeaderOrFollower);
+        };
+        let epoch = partition.log.leader_epoch();
+        if lookup.current_leader_epoch >= 0 && lookup.current_leader_epoch < epoch {
+            return Err(ResponseError::FencedLeaderEpoch);
+        }
+        if lookup.current_leader_epoch > epoch {
+            return Err(ResponseError::UnknownLeaderEpoch);
+        }
+        let log = partition.log.log();
+        let found = match lookup.timestamp {
+            LATEST => Some((partition.log.high_watermark(), -1)),
+            EARLIEST | EARLIEST_LOCAL => Some((log.log_start_offset(), -1)),
+            LATEST_TIERED => None,
+            MAX_TIMESTAMP => log
+                .max_timestamp()
+                .await
+                .map_err(|_| ResponseError::KafkaStorageError)?,
+            ts if ts >= 0 => log
+                .offset_for_timestamp(ts)
+                .await
+                .map_err(|_| ResponseError::KafkaStorageError)?
+                .filter(|(offset, _)| *offset < partition.log.high_watermark()),
+            _ => return Err(ResponseError::InvalidRequest),
+        };
+        Ok((found, epoch))
+    })
+    .await;
+    for ((ti, pi), result) in slots.into_iter().zip(results) {
+        let entry = &mut topics[ti].partitions[pi];
+        match result {
+            Some(Ok((Some((offset, timestamp)), epoch))) => {
+                entry.offset = offset;
+                entry.timestamp = timestamp;
+                entry.leader_epoch = epoch;
+            }
+            Some(Ok((None, epoch))) => entry.leader_epoch = epoch,
+            Some(Err(error)) => entry.error_code = error.code(),
+            None => entry.error_code = ResponseError::NotLeaderOrFollower.code(),
+        }
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

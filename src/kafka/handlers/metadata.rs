@@ -1,0 +1,87 @@
+//! Metadata (key 3), v0-v12: brokers, topics, partitions and leaders; auto-creates topics.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Context;
+use crate::cluster::TopicMeta;
+
+/// Kafka's "authorized operations not requested" marker.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Answers Metadata. A null topic list (or an empty one before v1) means all topics.
+pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse {
+    let requested: Option<Vec<String>> = match request.topics {
+        None => None,
+        Some(t) if t.is_empty() && ctx.version == 0 => None,
+        Some(t) => Some(
+            t.into_iter()
+                .filter_map(|t| t.name.map(|n| n.to_string()))
+                .collect(),
+        ),
+    };
+    let allow_create = ctx.version < 4 || request.allow_auto_topic_creation;
+    let image = match &requested {
+        Some(names) if allow_create => super::auto_create(ctx, names.clone()).await,
+        _ => ctx.shard.image(),
+    };
+    let node_id = ctx.shard.config.node_id;
+    let epoch = ctx.shard.leader_epoch;
+    let topics = match requested {
+        None => image
+            .topics
+            .values()
+            .map(|t| topic_entry(t, node_id, epoch))
+            .collect(),
+        Some(names) => names
+            .into_iter()
+            .map(|name| match image.topic(&name) {
+                Some(t) => topic_entry(t, node_id, epoch),
+                None => {
+                    let error = if crate::cluster::controller::validate_topic_name(&name).is_err() {
+                        ResponseError::InvalidTopicException
+                    } else {
+                        ResponseError::UnknownTopicOrPartition
+                    };
+                    MetadataResponseTopic::default()
+                        .with_error_code(error.code())
+                        .with_name(Some(TopicName(StrBytes::from_string(name))))
+                        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+                }
+            })
+            .collect(),
+    };
+    let config = &ctx.shard.config;
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node_id))
+            .with_host(StrBytes::from_string(config.advertised_host.clone()))
+            .with_port(i32::from(config.advertised_port))])
+        .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn topic_entry(topic: &TopicMeta, node_id: i32, epoch: i32) -> MetadataResponseTopic {
+    let partitions = (0..topic.partitions)
+        .map(|index| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(node_id))
+                .with_leader_epoch(epoch)
+                .with_replica_nodes(vec![BrokerId(node_id)])
+                .with_isr_nodes(vec![BrokerId(node_id)])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.internal)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}

@@ -1,0 +1,224 @@
+//! Produce (key 0), v3-v12: validate record batches, append them through the partition's
+//! replicated log, answer as `acks` asks.
+//!
+//! Partitions are grouped by owner shard; each group runs on its shard concurrently with
+//! the others, and the answers are put back in the request's order.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{now_ms, Context};
+use crate::raft::Acks;
+use crate::runtime::Shard;
+use crate::storage::batch::{validate_produce, TimestampPolicy};
+
+/// One partition's payload, shipped to its owner shard.
+struct PartitionWrite {
+    topic_index: usize,
+    partition_index: usize,
+    topic: String,
+    partition: i32,
+    records: Option<Bytes>,
+}
+
+/// The owner shard's answer for one partition.
+struct PartitionResult {
+    topic_index: usize,
+    partition_index: usize,
+    error: Option<(ResponseError, String)>,
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+}
+
+/// Answers Produce; `None` for acks=0 (the client expects no response).
+pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = Acks::from_wire(request.acks);
+    let names: Vec<String> = request
+        .topic_data
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    let image = super::auto_create(ctx, names.clone()).await;
+    let shards = ctx.shard.count;
+    let mut per_shard: Vec<Vec<PartitionWrite>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut results = Vec::new();
+    let mut skeleton: Vec<TopicProduceResponse> = Vec::with_capacity(names.len());
+    for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
+        let name = &names[topic_index];
+        let known = image.topic(name).map(|t| t.partitions);
+        skeleton.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_partition_responses(
+                    topic
+                        .partition_data
+                        .iter()
+                        .map(|p| {
+                            // Overwritten by the owner's answer; left only if the hop failed.
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_error_code(ResponseError::UnknownServerError.code())
+                                .with_base_offset(-1)
+                        })
+                        .collect(),
+                ),
+        );
+        for (partition_index, data) in topic.partition_data.into_iter().enumerate() {
+            let refuse = |error: ResponseError, message: &str| PartitionResult {
+                topic_index,
+                partition_index,
+                error: Some((error, message.to_string())),
+                base_offset: -1,
+                log_append_time_ms: -1,
+                log_start_offset: -1,
+            };
+            if acks.is_none() {
+                results.push(refuse(
+                    ResponseError::InvalidRequiredAcks,
+                    "acks must be 0, 1 or -1",
+                ));
+                continue;
+            }
+            match known {
+                Some(count) if data.index >= 0 && data.index < count => {
+                    per_shard[ctx.shard.owner_of(name, data.index)].push(PartitionWrite {
+                        topic_index,
+                        partition_index,
+                        topic: name.clone(),
+                        partition: data.index,
+                        records: data.records,
+                    });
+                }
+                _ => results.push(refuse(
+                    ResponseError::UnknownTopicOrPartition,
+                    "This server does not host this topic-partition.",
+                )),
+            }
+        }
+    }
+    if let Some(acks) = acks {
+        let calls = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, writes)| !writes.is_empty())
+            .map(|(target, writes)| {
+                ctx.shard
+                    .invoke_on(target, move |shard| write_on_owner(shard, writes, acks))
+            });
+        for answer in join_all(calls).await {
+            match answer {
+                Ok(mut r) => results.append(&mut r),
+                Err(e) => tracing::error!(error = %e, "produce hop failed"),
+            }
+        }
+        if acks == Acks::None {
+            return None;
+        }
+    }
+    Some(build_response(skeleton, results))
+}
+
+/// Runs on the owner shard: validate and append every partition's batches concurrently.
+async fn write_on_owner(
+    shard: Rc<Shard>,
+    writes: Vec<PartitionWrite>,
+    acks: Acks,
+) -> Vec<PartitionResult> {
+    join_all(writes.into_iter().map(|w| write_partition(&shard, w, acks))).await
+}
+
+async fn write_partition(shard: &Rc<Shard>, write: PartitionWrite, acks: Acks) -> PartitionResult {
+    let mut result = PartitionResult {
+        topic_index: write.topic_index,
+        partition_index: write.partition_index,
+        error: None,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+    };
+    let Some(partition) = shard.partitions.get(&write.topic, write.partition) else {
+        result.error = Some((
+            ResponseError::NotLeaderOrFollower,
+            "partition is not open on its owner shard".into(),
+        ));
+        return result;
+    };
+    let Some(records) = write.records.filter(|r| !r.is_empty()) else {
+        result.error = Some((ResponseError::CorruptMessage, "empty record set".into()));
+        return result;
+    };
+    let config = partition.config();
+    let now = now_ms();
+    let policy = TimestampPolicy {
+        create_time_before_max_ms: config.timestamp_before_max_ms,
+        create_time_after_max_ms: config.timestamp_after_max_ms,
+    };
+    let policy = if config.log_append_time {
+        TimestampPolicy {
+            create_time_before_max_ms: i64::MAX,
+            create_time_after_max_ms: i64::MAX,
+        }
+    } else {
+        policy
+    };
+    if let Err(e) = validate_produce(&records, config.max_message_bytes, now, policy) {
+        let code = e.kafka_error_code();
+        result.error = Some((
+            ResponseError::try_from_code(code).unwrap_or(ResponseError::CorruptMessage),
+            e.to_string(),
+        ));
+        return result;
+    }
+    // The one copy the design allows before the DMA head chunk: offsets are stamped in place.
+    let batches = BytesMut::from(&records[..]);
+    match partition
+        .log
+        .replicate(batches, acks, config.log_append_time, now)
+        .await
+    {
+        Ok(info) => {
+            result.base_offset = info.base_offset;
+            result.log_append_time_ms = if config.log_append_time {
+                info.log_append_time_ms
+            } else {
+                -1
+            };
+            result.log_start_offset = partition.log.log().log_start_offset();
+        }
+        Err(e) => {
+            tracing::error!(topic = %write.topic, partition = write.partition, error = %e, "append failed");
+            result.error = Some((ResponseError::KafkaStorageError, e.to_string()));
+        }
+    }
+    result
+}
+
+fn build_response(
+    mut topics: Vec<TopicProduceResponse>,
+    results: Vec<PartitionResult>,
+) -> ProduceResponse {
+    for r in results {
+        let Some(partition) = topics
+            .get_mut(r.topic_index)
+            .and_then(|t| t.partition_responses.get_mut(r.partition_index))
+        else {
+            continue;
+        };
+        partition.base_offset = r.base_offset;
+        partition.log_append_time_ms = r.log_append_time_ms;
+        partition.log_start_offset = r.log_start_offset;
+        partition.error_code = 0;
+        if let Some((error, message)) = r.error {
+            partition.error_code = error.code();
+            partition.error_message = Some(StrBytes::from_string(message));
+        }
+    }
+    ProduceResponse::default().with_responses(topics)
+}

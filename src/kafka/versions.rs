@@ -1,0 +1,55 @@
+//! The ApiVersions table: every API Sluice implements and the versions it accepts.
+//!
+//! A request for an API or version outside this table is refused (ApiVersions answers with
+//! UNSUPPORTED_VERSION, as KIP-511 asks; other APIs close the connection, as Kafka does).
+//! docs/compatibility.md mirrors this table.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (API, min version, max version) for every implemented API.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported version range of `key`, if Sluice implements it.
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::Message;
+
+    /// Every advertised range must be one the protocol crate can decode and encode.
+    #[test]
+    fn advertised_ranges_are_within_the_protocol_crate() {
+        for (key, min, max) in SUPPORTED {
+            let valid = key.valid_versions();
+            assert!(min <= max, "{key:?}");
+            assert!(
+                *min >= valid.min && *max <= valid.max,
+                "{key:?} {min}..{max} not in {valid}"
+            );
+        }
+        assert!(ProduceRequest::VERSIONS.max >= 12);
+    }
+}

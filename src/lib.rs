@@ -1,0 +1,14 @@
+//! Sluice: a Kafka-protocol broker for latency-critical workloads.
+//!
+//! The crate is laid out as `../shared/DESIGN.md` describes: `runtime` starts one glommio
+//! shard per core, `net` owns connections, `kafka` maps Kafka APIs onto partitions, `cluster`
+//! keeps the metadata image and the partitions each shard owns, `raft` is the replicated-log
+//! seam every partition writes through, and `storage` is the on-disk log.
+
+pub mod cluster;
+pub mod config;
+pub mod kafka;
+pub mod net;
+pub mod raft;
+pub mod runtime;
+pub mod storage;

@@ -1,0 +1,5 @@
+//! The Kafka listener: accepting connections, framing, and the in-order response pipeline.
+
+pub mod connection;
+pub mod frame;
+pub mod listener;

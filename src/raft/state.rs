@@ -1,0 +1,48 @@
+//! The persisted Raft hard state of a single-voter group: its term.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use super::ReplicateError;
+
+const STATE_FILE: &str = "node-term";
+
+/// Reads the node's last term from `dir`, increments it (a restarted single voter elects
+/// itself in a new term), persists it durably and returns it. Blocking; call at start-up.
+pub fn bump_term(dir: &Path) -> Result<i32, ReplicateError> {
+    let path = dir.join(STATE_FILE);
+    let state_err = |source| ReplicateError::State {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(state_err)?;
+    let previous = match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<i32>().map_err(|_| {
+            state_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not a term: {text:?}"),
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(state_err(e)),
+    };
+    let term = previous.saturating_add(1);
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let mut file = fs::File::create(&tmp).map_err(state_err)?;
+    file.write_all(term.to_string().as_bytes())
+        .and_then(|_| file.sync_all())
+        .map_err(state_err)?;
+    fs::rename(&tmp, &path).map_err(state_err)?;
+    Ok(term)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_start_is_a_new_term() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(super::bump_term(dir.path()).unwrap(), 1);
+        assert_eq!(super::bump_term(dir.path()).unwrap(), 2);
+    }
+}

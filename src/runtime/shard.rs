@@ -1,0 +1,155 @@
+//! One shard: the state a core owns, reached only from that core's executor.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::Senders;
+use hdrhistogram::Histogram;
+
+use super::mesh::ShardMsg;
+use super::notify::Notify;
+use crate::cluster::controller::Controller;
+use crate::cluster::partitions::PartitionTable;
+use crate::cluster::MetadataImage;
+use crate::config::Config;
+
+/// Everything one core owns. Held as `Rc<Shard>` by the tasks of that core only.
+pub struct Shard {
+    /// This shard's index, 0..count.
+    pub id: usize,
+    /// How many shards run.
+    pub count: usize,
+    /// The leader epoch (Raft term) of every partition on this node for this run: each
+    /// start of a single-voter node is a new election.
+    pub leader_epoch: i32,
+    /// The broker configuration (immutable after start).
+    pub config: Arc<Config>,
+    /// The partitions this shard owns.
+    pub partitions: PartitionTable,
+    /// The topic controller; present on shard 0 only.
+    pub controller: Option<Controller>,
+    senders: Senders<ShardMsg>,
+    image: RefCell<Arc<MetadataImage>>,
+    /// Set when the broker is shutting down: stop accepting and reading requests.
+    pub shutting_down: Cell<bool>,
+    /// Notified when shutdown starts.
+    pub shutdown: Notify,
+    /// Requests accepted but not yet answered on this shard's connections.
+    pub requests_in_flight: Cell<usize>,
+    /// Notified whenever `requests_in_flight` drops to zero.
+    pub requests_drained: Notify,
+    /// Open client connections on this shard.
+    pub connections: Cell<usize>,
+    /// Other shards that finished draining at shutdown (the shutdown barrier).
+    pub peers_drained: Cell<usize>,
+    /// Notified when a peer reports it drained.
+    pub peer_drained: Notify,
+    hop_latency_us: RefCell<Histogram<u64>>,
+}
+
+impl Shard {
+    /// Builds a shard's state; `senders` is this shard's side of the mesh.
+    pub fn new(
+        id: usize,
+        count: usize,
+        config: Arc<Config>,
+        senders: Senders<ShardMsg>,
+        image: Arc<MetadataImage>,
+        leader_epoch: i32,
+    ) -> Shard {
+        let controller = (id == 0).then(Controller::new);
+        Shard {
+            id,
+            count,
+            leader_epoch,
+            config,
+            partitions: PartitionTable::default(),
+            controller,
+            senders,
+            image: RefCell::new(image),
+            shutting_down: Cell::new(false),
+            shutdown: Notify::default(),
+            requests_in_flight: Cell::new(0),
+            requests_drained: Notify::default(),
+            connections: Cell::new(0),
+            peers_drained: Cell::new(0),
+            peer_drained: Notify::default(),
+            hop_latency_us: RefCell::new(new_latency_histogram()),
+        }
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// Installs a newer image and brings this shard's partitions in line with it.
+    pub async fn install_image(
+        &self,
+        image: Arc<MetadataImage>,
+    ) -> Result<(), crate::raft::ReplicateError> {
+        if image.version < self.image.borrow().version {
+            return Ok(());
+        }
+        *self.image.borrow_mut() = image.clone();
+        self.partitions
+            .apply(
+                &image,
+                &self.config.data_dir,
+                self.id,
+                self.count,
+                self.leader_epoch,
+                self.cache_budget_bytes(),
+            )
+            .await
+    }
+
+    /// The tail-cache budget per partition: a quarter of the shard's memory split over its
+    /// partitions, at least 1 MiB.
+    pub fn cache_budget_bytes(&self) -> usize {
+        let quarter = (self.config.memory_per_shard_bytes / 4) as usize;
+        (quarter / self.partitions.len().max(16)).max(1 << 20)
+    }
+
+    /// The shard owning a partition.
+    pub fn owner_of(&self, topic: &str, partition: i32) -> usize {
+        crate::cluster::shard_for(topic, partition, self.count)
+    }
+
+    pub(super) fn mesh_senders(&self) -> &Senders<ShardMsg> {
+        &self.senders
+    }
+
+    pub(super) fn record_hop(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let _ = self.hop_latency_us.borrow_mut().record(micros.max(1));
+    }
+
+    /// Marks one request as started; pair with [`Shard::request_done`].
+    pub fn request_started(&self) {
+        self.requests_in_flight
+            .set(self.requests_in_flight.get() + 1);
+    }
+
+    /// Marks one request as answered.
+    pub fn request_done(&self) {
+        let left = self.requests_in_flight.get().saturating_sub(1);
+        self.requests_in_flight.set(left);
+        if left == 0 {
+            self.requests_drained.notify_all();
+        }
+    }
+
+    /// Starts shutdown on this shard: listeners and connections stop taking requests.
+    pub fn begin_shutdown(&self) {
+        if !self.shutting_down.replace(true) {
+            self.shutdown.notify_all();
+        }
+    }
+}
+
+/// A latency histogram in microseconds, 1 µs to 1 hour, 3 significant digits.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+}

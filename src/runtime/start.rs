@@ -1,0 +1,259 @@
+//! Broker start-up and shutdown: checks, one pinned executor per core, recovery, serving,
+//! and a graceful stop on SIGINT/SIGTERM.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::limits::{self, MemlockOutcome};
+use super::mesh::{ShardMsg, MESH_CHANNEL_CAPACITY};
+use super::shard::Shard;
+use crate::cluster::{store, MetadataImage};
+use crate::config::Config;
+use crate::net::listener;
+
+/// Set by the signal thread; every shard watches it.
+static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// How often shards look at the shutdown flag (signals cannot wake a glommio reactor).
+const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+/// How long shutdown waits for in-flight requests and peers before closing anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often each shard enforces retention (Kafka's `log.retention.check.interval.ms` is
+/// 5 minutes; checking is cheap here because segment metadata is in memory).
+const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// io_uring rings per shard that register the I/O buffer (main, poll, latency).
+const RINGS_PER_SHARD: u64 = 3;
+
+/// Why the broker could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A start-up check failed (data dir in use, port busy).
+    #[error(transparent)]
+    Limits(#[from] limits::LimitsError),
+    /// The metadata image could not be read or written.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The node's Raft term could not be persisted.
+    #[error(transparent)]
+    Raft(#[from] crate::raft::ReplicateError),
+    /// A shard's executor could not be created (io_uring unavailable, bad CPU).
+    #[error("starting shard {shard} on CPU {cpu}: {reason}")]
+    Executor {
+        /// The shard index.
+        shard: usize,
+        /// The CPU it was pinned to.
+        cpu: usize,
+        /// glommio's error.
+        reason: String,
+    },
+    /// A shard failed while starting (recovery, binding).
+    #[error("shard {shard} failed: {reason}")]
+    Shard {
+        /// The shard index.
+        shard: usize,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Runs the broker until SIGINT/SIGTERM, then shuts down cleanly.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let _lock = limits::lock_data_dir(&config.data_dir)?;
+    limits::probe_port_free(config.kafka_addr)?;
+    limits::raise_nofile();
+    let config = Arc::new(size_io_memory(config));
+    let image = Arc::new(load_image(&config)?);
+    let term = crate::raft::bump_term(&config.data_dir.join(store::CLUSTER_DIR))?;
+    install_signal_handler();
+
+    let shards = config.cores.len();
+    let mesh: MeshBuilder<ShardMsg, _> = MeshBuilder::full(shards, MESH_CHANNEL_CAPACITY);
+    let mut handles = Vec::with_capacity(shards);
+    for (shard_id, &cpu) in config.cores.iter().enumerate() {
+        let (config, mesh, image) = (config.clone(), mesh.clone(), image.clone());
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{shard_id}"))
+            .io_memory(config.io_memory_per_shard_bytes)
+            .spawn(
+                move || async move { shard_main(shard_id, cpu, config, mesh, image, term).await },
+            )
+            .map_err(|e| StartError::Executor {
+                shard: shard_id,
+                cpu,
+                reason: e.to_string(),
+            })?;
+        handles.push(handle);
+    }
+    let mut first_error = None;
+    for (shard, handle) in handles.into_iter().enumerate() {
+        let outcome = match handle.join() {
+            Ok(Ok(())) => continue,
+            Ok(Err(reason)) => reason,
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(shard, reason = %outcome, "shard stopped with an error");
+        // One shard failing must stop the others too.
+        SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
+        first_error.get_or_insert(StartError::Shard {
+            shard,
+            reason: outcome,
+        });
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("sluice stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+/// Raises RLIMIT_MEMLOCK for the registered buffers, or shrinks them to fit the limit.
+fn size_io_memory(mut config: Config) -> Config {
+    let shards = config.cores.len() as u64;
+    let wanted = config.io_memory_per_shard_bytes as u64 * shards * RINGS_PER_SHARD + (1 << 20);
+    if let MemlockOutcome::Insufficient { limit_bytes } = limits::raise_memlock(wanted) {
+        let fit = (limit_bytes.saturating_sub(1 << 20) / (shards * RINGS_PER_SHARD)) as usize;
+        let fit = fit / 4096 * 4096;
+        config.io_memory_per_shard_bytes = fit.max(64 * 1024);
+        tracing::warn!(
+            io_memory_per_shard_bytes = config.io_memory_per_shard_bytes,
+            "registered io_uring buffers shrunk to fit RLIMIT_MEMLOCK; DMA writes beyond them use unregistered memory"
+        );
+    }
+    config
+}
+
+fn load_image(config: &Config) -> Result<MetadataImage, StartError> {
+    let mut image = store::load(&config.data_dir)?;
+    if image.cluster_id.is_empty() {
+        image.cluster_id = uuid::Uuid::new_v4().simple().to_string();
+        store::save(&config.data_dir, &image)?;
+    }
+    Ok(image)
+}
+
+fn install_signal_handler() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    tracing::info!(signal, "shutting down: finishing in-flight requests");
+                    SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install signal handlers; SIGTERM will kill without a flush")
+        }
+    }
+}
+
+/// The life of one shard.
+async fn shard_main(
+    shard_id: usize,
+    cpu: usize,
+    config: Arc<Config>,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    image: Arc<MetadataImage>,
+    term: i32,
+) -> Result<(), String> {
+    let (senders, mut receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| String::from("joining the shard mesh"))?;
+    let shard = Rc::new(Shard::new(
+        shard_id,
+        config.cores.len(),
+        config.clone(),
+        senders,
+        image.clone(),
+        term,
+    ));
+    for (_, receiver) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(call) = receiver.recv().await {
+                glommio::spawn_local(call(shard.clone())).detach();
+            }
+        })
+        .detach();
+    }
+    // Recovery runs before the listener opens: nothing is served from an unchecked log.
+    shard
+        .install_image(image)
+        .await
+        .map_err(|e| format!("recovering partitions: {e}"))?;
+    let listener = listener::bind(config.kafka_addr)
+        .map_err(|e| format!("binding {}: {e}", config.kafka_addr))?;
+    tracing::info!(
+        shard = shard_id,
+        cpu,
+        partitions = shard.partitions.len(),
+        kafka_addr = %listener::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default(),
+        "shard ready"
+    );
+    glommio::spawn_local(watch_for_shutdown(shard.clone())).detach();
+    glommio::spawn_local(retention_loop(shard.clone())).detach();
+    listener::accept_loop(shard.clone(), listener).await;
+    drain(&shard).await;
+    shard.partitions.close_all().await;
+    tracing::info!(shard = shard_id, "shard stopped");
+    Ok(())
+}
+
+async fn watch_for_shutdown(shard: Rc<Shard>) {
+    while !SHUTDOWN_REQUESTED.load(Ordering::SeqCst) {
+        glommio::timer::sleep(SHUTDOWN_POLL).await;
+    }
+    shard.begin_shutdown();
+}
+
+/// Waits for this shard's in-flight requests, then for every other shard to do the same,
+/// so no shard closes its partitions while another still writes to them.
+async fn drain(shard: &Rc<Shard>) {
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+    while shard.requests_in_flight.get() > 0 && std::time::Instant::now() < deadline {
+        let wait = Box::pin(shard.requests_drained.notified());
+        let _ = futures::future::select(wait, Box::pin(glommio::timer::sleep(SHUTDOWN_POLL))).await;
+    }
+    for peer in (0..shard.count).filter(|p| *p != shard.id) {
+        let _ = shard
+            .invoke_on(peer, |s| async move {
+                s.peers_drained.set(s.peers_drained.get() + 1);
+                s.peer_drained.notify_all();
+            })
+            .await;
+    }
+    while shard.peers_drained.get() + 1 < shard.count && std::time::Instant::now() < deadline {
+        let wait = Box::pin(shard.peer_drained.notified());
+        let _ = futures::future::select(wait, Box::pin(glommio::timer::sleep(SHUTDOWN_POLL))).await;
+    }
+}
+
+/// Enforces retention on this shard's partitions, in a low-priority task queue.
+async fn retention_loop(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(RETENTION_CHECK_INTERVAL).await;
+        if shard.shutting_down.get() {
+            return;
+        }
+        let now = crate::kafka::handlers::now_ms();
+        for partition in shard.partitions.all() {
+            match partition.log.log().enforce_retention(now).await {
+                Ok(0) => {}
+                Ok(bytes) => {
+                    tracing::info!(topic = %partition.topic.name, partition = partition.index, bytes, "retention deleted old segments")
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %partition.topic.name, partition = partition.index, error = %e, "retention failed")
+                }
+            }
+        }
+    }
+}

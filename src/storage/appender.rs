@@ -1,0 +1,497 @@
+//! The DMA appender of one segment file.
+//!
+//! Appends are synchronous copies into an aligned in-memory head chunk; the
+//! bytes reach the file later, when someone waits for them. Waiting is
+//! leader/follower: the first waiter becomes the writer and writes everything
+//! dirty (full chunks once, the partial tail chunk rewritten in place,
+//! zero-padded) while later waiters sleep until it finishes. Only one write
+//! round runs at a time, because io_uring does not keep submission order and
+//! the tail chunk is rewritten at the same file range. fdatasync is coalesced
+//! the same way: every waiter whose data was written before a sync started
+//! shares that sync.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use glommio::io::{DmaBuffer, DmaFile};
+
+use crate::storage::error::StorageError;
+
+/// Size of one head chunk; a multiple of the file's alignment is used.
+const CHUNK_SIZE_BYTES: u64 = 128 * 1024;
+
+/// Wakes every waiter when a write or sync round ends (no polling loops).
+#[derive(Default)]
+pub(crate) struct Notify {
+    generation: Cell<u64>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Notify {
+    /// Wakes all current waiters.
+    pub(crate) fn notify_all(&self) {
+        self.generation.set(self.generation.get().wrapping_add(1));
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Resolves at the next `notify_all`.
+    pub(crate) fn wait(&self) -> NotifyWait<'_> {
+        NotifyWait {
+            notify: self,
+            generation: self.generation.get(),
+        }
+    }
+}
+
+/// Future returned by [`Notify::wait`].
+pub(crate) struct NotifyWait<'a> {
+    notify: &'a Notify,
+    generation: u64,
+}
+
+impl Future for NotifyWait<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.notify.generation.get() != self.generation {
+            return Poll::Ready(());
+        }
+        let mut wakers = self.notify.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// Resets a flag and wakes waiters when a write/sync round ends, even if the
+/// round's future is dropped half way (cancellation must not wedge waiters).
+struct RoundGuard<'a> {
+    flag: &'a Cell<bool>,
+    notify: &'a Notify,
+}
+
+impl Drop for RoundGuard<'_> {
+    fn drop(&mut self) {
+        self.flag.set(false);
+        self.notify.notify_all();
+    }
+}
+
+/// Mutable byte/offset bookkeeping; never borrowed across an await.
+struct State {
+    /// File position of the head chunk (aligned).
+    head_start: u64,
+    /// The head chunk; allocated on first append.
+    head: Option<DmaBuffer>,
+    /// Bytes of the head chunk holding data.
+    head_len: usize,
+    /// Full chunks not yet written: (file position, chunk). Kept until the
+    /// write completes so a cancelled round loses nothing.
+    sealed: Vec<(u64, Rc<DmaBuffer>)>,
+    /// Logical end of data in the file.
+    end_pos: u64,
+    /// Offset after the last appended batch.
+    end_offset: i64,
+    /// Everything below this position is written.
+    written_pos: u64,
+    /// Offset matching `written_pos`.
+    written_offset: i64,
+    /// Everything below this position is fdatasync'ed.
+    durable_pos: u64,
+    /// Offset matching `durable_pos`.
+    durable_offset: i64,
+    /// Bytes pre-allocated on disk (the file size).
+    allocated_bytes: u64,
+}
+
+/// Appender and reader handle of one segment file.
+pub(crate) struct Appender {
+    path: PathBuf,
+    file: RefCell<Option<Rc<DmaFile>>>,
+    alignment: u64,
+    chunk_size_bytes: usize,
+    preallocate_step_bytes: Cell<u64>,
+    max_allocate_bytes: Cell<u64>,
+    state: RefCell<State>,
+    writing: Cell<bool>,
+    syncing: Cell<bool>,
+    notify: Notify,
+    failure: RefCell<Option<String>>,
+    sync_count: Cell<u64>,
+}
+
+fn align_down(v: u64, a: u64) -> u64 {
+    v / a * a
+}
+fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}
+
+impl Appender {
+    /// An appender for a new, empty segment whose file is created by the
+    /// first write round (so `append` never waits for a file to be created).
+    pub(crate) fn new_pending(
+        path: PathBuf,
+        alignment: u64,
+        base_offset: i64,
+        preallocate_step_bytes: u64,
+        max_allocate_bytes: u64,
+    ) -> Appender {
+        Self::build(
+            path,
+            None,
+            alignment,
+            0,
+            base_offset,
+            0,
+            preallocate_step_bytes,
+            max_allocate_bytes,
+            None,
+        )
+    }
+
+    /// An appender over an existing file whose valid data ends at `end_pos`
+    /// (all of it written and durable). Loads the partial last block so the
+    /// next tail write rewrites it intact.
+    pub(crate) async fn open_existing(
+        path: PathBuf,
+        file: Rc<DmaFile>,
+        end_pos: u64,
+        end_offset: i64,
+        allocated_bytes: u64,
+        preallocate_step_bytes: u64,
+        max_allocate_bytes: u64,
+    ) -> Result<Appender, StorageError> {
+        let alignment = file.alignment().max(1);
+        let head_start = align_down(end_pos, alignment);
+        let head_len = (end_pos - head_start) as usize;
+        let chunk = chunk_size(alignment);
+        let mut head = glommio::allocate_dma_buffer(chunk);
+        head.as_bytes_mut().fill(0);
+        if head_len > 0 {
+            let read = file
+                .read_at_aligned(head_start, alignment as usize)
+                .await
+                .map_err(|e| StorageError::glommio("read tail block", &path, e))?;
+            if read.len() < head_len {
+                return Err(StorageError::Corrupt {
+                    path,
+                    position: head_start,
+                    reason: format!("tail block short read: {} < {head_len}", read.len()),
+                });
+            }
+            head.as_bytes_mut()[..head_len].copy_from_slice(&read[..head_len]);
+        }
+        let appender = Self::build(
+            path,
+            Some(file),
+            alignment,
+            end_pos,
+            end_offset,
+            allocated_bytes,
+            preallocate_step_bytes,
+            max_allocate_bytes,
+            Some(head),
+        );
+        {
+            let mut st = appender.state.borrow_mut();
+            st.head_start = head_start;
+            st.head_len = head_len;
+        }
+        Ok(appender)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        path: PathBuf,
+        file: Option<Rc<DmaFile>>,
+        alignment: u64,
+        end_pos: u64,
+        end_offset: i64,
+        allocated_bytes: u64,
+        preallocate_step_bytes: u64,
+        max_allocate_bytes: u64,
+        head: Option<DmaBuffer>,
+    ) -> Appender {
+        let alignment = alignment.max(1);
+        Appender {
+            path,
+            file: RefCell::new(file),
+            alignment,
+            chunk_size_bytes: chunk_size(alignment),
+            preallocate_step_bytes: Cell::new(preallocate_step_bytes.max(alignment)),
+            max_allocate_bytes: Cell::new(max_allocate_bytes),
+            state: RefCell::new(State {
+                head_start: align_down(end_pos, alignment),
+                head,
+                head_len: 0,
+                sealed: Vec::new(),
+                end_pos,
+                end_offset,
+                written_pos: end_pos,
+                written_offset: end_offset,
+                durable_pos: end_pos,
+                durable_offset: end_offset,
+                allocated_bytes,
+            }),
+            writing: Cell::new(false),
+            syncing: Cell::new(false),
+            notify: Notify::default(),
+            failure: RefCell::new(None),
+            sync_count: Cell::new(0),
+        }
+    }
+
+    /// The open file, once a write round has created it.
+    pub(crate) fn file(&self) -> Option<Rc<DmaFile>> {
+        self.file.borrow().clone()
+    }
+
+    /// Changes pre-allocation sizing for future growth.
+    pub(crate) fn set_allocation(&self, preallocate_step_bytes: u64, max_allocate_bytes: u64) {
+        self.preallocate_step_bytes
+            .set(preallocate_step_bytes.max(self.alignment));
+        self.max_allocate_bytes.set(max_allocate_bytes);
+    }
+
+    /// Copies `bytes` into the head chunk(s); returns the new logical end.
+    /// `end_offset` is the log offset after these bytes. Never waits.
+    pub(crate) fn append(&self, bytes: &[u8], end_offset: i64) -> u64 {
+        let mut st = self.state.borrow_mut();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if st.head.is_none() {
+                let mut buf = glommio::allocate_dma_buffer(self.chunk_size_bytes);
+                buf.as_bytes_mut().fill(0);
+                st.head = Some(buf);
+            }
+            let head_len = st.head_len;
+            let room = self.chunk_size_bytes - head_len;
+            let n = room.min(rest.len());
+            if let Some(head) = st.head.as_mut() {
+                head.as_bytes_mut()[head_len..head_len + n].copy_from_slice(&rest[..n]);
+            }
+            st.head_len += n;
+            rest = &rest[n..];
+            if st.head_len == self.chunk_size_bytes {
+                if let Some(full) = st.head.take() {
+                    let pos = st.head_start;
+                    st.sealed.push((pos, Rc::new(full)));
+                }
+                st.head_start += self.chunk_size_bytes as u64;
+                st.head_len = 0;
+            }
+        }
+        st.end_pos += bytes.len() as u64;
+        st.end_offset = end_offset;
+        st.end_pos
+    }
+
+    /// Logical end of data.
+    pub(crate) fn end_pos(&self) -> u64 {
+        self.state.borrow().end_pos
+    }
+    /// Offset after the last appended batch.
+    pub(crate) fn end_offset(&self) -> i64 {
+        self.state.borrow().end_offset
+    }
+    /// All bytes below are written.
+    pub(crate) fn written_pos(&self) -> u64 {
+        self.state.borrow().written_pos
+    }
+    /// All offsets below are written.
+    pub(crate) fn written_offset(&self) -> i64 {
+        self.state.borrow().written_offset
+    }
+    /// All offsets below are durable.
+    pub(crate) fn durable_offset(&self) -> i64 {
+        self.state.borrow().durable_offset
+    }
+    /// Whether every appended byte is fdatasync'ed.
+    pub(crate) fn is_fully_durable(&self) -> bool {
+        let st = self.state.borrow();
+        st.durable_pos >= st.end_pos
+    }
+    /// fdatasync calls issued (for tests and metrics).
+    pub(crate) fn sync_count(&self) -> u64 {
+        self.sync_count.get()
+    }
+
+    fn check_failed(&self) -> Result<(), StorageError> {
+        match &*self.failure.borrow() {
+            Some(reason) => Err(StorageError::Poisoned {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, err: StorageError) -> StorageError {
+        tracing::error!(path = %self.path.display(), error = %err, "segment write failed");
+        *self.failure.borrow_mut() = Some(err.to_string());
+        err
+    }
+
+    /// Resolves once every byte below `pos` is written with O_DIRECT.
+    pub(crate) async fn wait_written(&self, pos: u64) -> Result<(), StorageError> {
+        loop {
+            self.check_failed()?;
+            if self.state.borrow().written_pos >= pos {
+                return Ok(());
+            }
+            if self.writing.get() {
+                self.notify.wait().await;
+                continue;
+            }
+            self.writing.set(true);
+            let _guard = RoundGuard {
+                flag: &self.writing,
+                notify: &self.notify,
+            };
+            if let Err(e) = self.write_round().await {
+                return Err(self.fail(e));
+            }
+        }
+    }
+
+    async fn ensure_file(&self) -> Result<Rc<DmaFile>, StorageError> {
+        if let Some(f) = self.file() {
+            return Ok(f);
+        }
+        let file = super::dma_open::open_rw(&self.path).await?;
+        let file = Rc::new(file);
+        *self.file.borrow_mut() = Some(file.clone());
+        Ok(file)
+    }
+
+    /// One write round: everything dirty when it starts.
+    async fn write_round(&self) -> Result<(), StorageError> {
+        let file = self.ensure_file().await?;
+        // Snapshot what to write; copy the dirty part of the tail chunk so
+        // appends can keep filling the head while the write is in flight.
+        let (target_pos, target_offset, sealed, tail, need_alloc) = {
+            let st = self.state.borrow();
+            let sealed: Vec<(u64, Rc<DmaBuffer>)> = st.sealed.clone();
+            let mut tail = None;
+            if st.head_len > 0 && st.end_pos > st.written_pos {
+                let from_pos = align_down(st.written_pos.max(st.head_start), self.alignment);
+                let from = (from_pos - st.head_start) as usize;
+                let to = align_up(st.head_len as u64, self.alignment) as usize;
+                if let Some(head) = st.head.as_ref() {
+                    let mut buf = glommio::allocate_dma_buffer(to - from);
+                    buf.as_bytes_mut()
+                        .copy_from_slice(&head.as_bytes()[from..to]);
+                    tail = Some((from_pos, buf));
+                }
+            }
+            let needed = align_up(st.end_pos, self.alignment);
+            let need_alloc = if needed > st.allocated_bytes {
+                let step = self.preallocate_step_bytes.get();
+                let stepped = needed.div_ceil(step) * step;
+                let cap = align_up(self.max_allocate_bytes.get(), self.alignment);
+                Some(needed.max(stepped.min(cap)))
+            } else {
+                None
+            };
+            (st.end_pos, st.end_offset, sealed, tail, need_alloc)
+        };
+        if let Some(size) = need_alloc {
+            file.pre_allocate(size, false)
+                .await
+                .map_err(|e| StorageError::glommio("pre-allocate", &self.path, e))?;
+            let mut st = self.state.borrow_mut();
+            st.allocated_bytes = st.allocated_bytes.max(size);
+        }
+        let mut writes = Vec::with_capacity(sealed.len() + 1);
+        for (pos, buf) in &sealed {
+            let len = buf.len();
+            let f = file.clone();
+            let buf = buf.clone();
+            let pos = *pos;
+            writes.push(futures::future::Either::Left(async move {
+                (pos, len, f.write_rc_at(buf, pos).await)
+            }));
+        }
+        if let Some((pos, buf)) = tail {
+            let len = buf.len();
+            let f = file.clone();
+            writes.push(futures::future::Either::Right(async move {
+                (pos, len, f.write_at(buf, pos).await)
+            }));
+        }
+        for (pos, len, res) in futures::future::join_all(writes).await {
+            let n = res.map_err(|e| StorageError::glommio("write", &self.path, e))?;
+            if n != len {
+                return Err(StorageError::Corrupt {
+                    path: self.path.clone(),
+                    position: pos,
+                    reason: format!("short write {n} of {len} bytes"),
+                });
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        let done = sealed.len();
+        st.sealed.drain(..done);
+        st.written_pos = st.written_pos.max(target_pos);
+        if target_offset > st.written_offset {
+            st.written_offset = target_offset;
+        }
+        Ok(())
+    }
+
+    /// Resolves once every byte below `pos` is fdatasync'ed; concurrent
+    /// waiters share syncs.
+    pub(crate) async fn wait_durable(&self, pos: u64) -> Result<(), StorageError> {
+        loop {
+            self.check_failed()?;
+            let (durable, written) = {
+                let st = self.state.borrow();
+                (st.durable_pos, st.written_pos)
+            };
+            if durable >= pos {
+                return Ok(());
+            }
+            if written < pos {
+                self.wait_written(pos).await?;
+                continue;
+            }
+            if self.syncing.get() {
+                // The running sync may not cover us; re-check when it ends.
+                self.notify.wait().await;
+                continue;
+            }
+            self.syncing.set(true);
+            let _guard = RoundGuard {
+                flag: &self.syncing,
+                notify: &self.notify,
+            };
+            let (cover_pos, cover_offset) = {
+                let st = self.state.borrow();
+                (st.written_pos, st.written_offset)
+            };
+            let Some(file) = self.file() else {
+                // Nothing was ever written, so nothing to sync.
+                return Ok(());
+            };
+            self.sync_count.set(self.sync_count.get() + 1);
+            if let Err(e) = file.fdatasync().await {
+                return Err(self.fail(StorageError::glommio("fdatasync", &self.path, e)));
+            }
+            let mut st = self.state.borrow_mut();
+            st.durable_pos = st.durable_pos.max(cover_pos);
+            st.durable_offset = st.durable_offset.max(cover_offset);
+        }
+    }
+}
+
+fn chunk_size(alignment: u64) -> usize {
+    align_up(CHUNK_SIZE_BYTES.max(alignment), alignment) as usize
+}

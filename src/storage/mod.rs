@@ -1,0 +1,24 @@
+//! The partition log: segments of Kafka v2 record batches written with
+//! O_DIRECT through a DMA appender, sparse offset/time indexes, a tail cache,
+//! crash recovery, retention and DeleteRecords. Everything here is `!Send`
+//! and lives on the partition's owner shard.
+
+pub mod batch;
+pub mod error;
+pub mod log;
+
+mod appender;
+mod cache;
+mod dma_open;
+mod index;
+mod recovery;
+mod segment;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::{
+    validate_produce, BatchError, BatchHeader, CompressionCodec, ProduceBatches, TimestampPolicy,
+};
+pub use error::StorageError;
+pub use log::{AppendInfo, AppendPosition, FetchedData, LogConfig, PartitionLog};

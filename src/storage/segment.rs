@@ -1,0 +1,270 @@
+//! A segment: one file `<base_offset:020>-<term>.log` of whole batches plus
+//! its sparse indexes and summary (size, next offset, max timestamp).
+//! Also the batch scanner shared by reads, timestamp lookups and recovery.
+
+use std::cell::{Cell, RefCell};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use glommio::io::DmaFile;
+
+use crate::storage::appender::Appender;
+use crate::storage::batch::{self, BatchHeader, LOG_OVERHEAD_BYTES};
+use crate::storage::error::StorageError;
+use crate::storage::index::{SegmentIndex, SegmentSummary};
+
+/// One segment of a partition log.
+pub(crate) struct Segment {
+    /// Offset of the first batch.
+    pub base_offset: i64,
+    /// Raft term (leader epoch) of every batch in the segment.
+    pub term: i32,
+    /// Path of the `.log` file.
+    pub path: PathBuf,
+    /// Writes (and holds the file for reads).
+    pub appender: Appender,
+    /// Sparse offset/time indexes.
+    pub index: RefCell<SegmentIndex>,
+    /// Largest batch max timestamp, -1 if empty.
+    pub max_timestamp_ms: Cell<i64>,
+    /// Base offset of the batch holding `max_timestamp_ms`.
+    pub max_timestamp_batch_offset: Cell<i64>,
+    /// When the segment was started (segment.ms).
+    pub created_ms: Cell<i64>,
+    /// No more appends go here.
+    pub sealed: Cell<bool>,
+    /// Index files on disk match the sealed segment.
+    pub index_persisted: Cell<bool>,
+}
+
+/// File name of a segment.
+pub(crate) fn segment_file_name(base_offset: i64, term: i32) -> String {
+    format!("{base_offset:020}-{term}.log")
+}
+
+/// Parses `<base>-<term>.log`; `None` for any other file.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<(i64, i32)> {
+    let stem = name.strip_suffix(".log")?;
+    let (base, term) = stem.split_once('-')?;
+    if base.is_empty() || !base.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((base.parse().ok()?, term.parse().ok()?))
+}
+
+impl Segment {
+    /// Wraps an appender (new or recovered) into a segment.
+    pub(crate) fn new(
+        base_offset: i64,
+        term: i32,
+        path: PathBuf,
+        appender: Appender,
+        index: SegmentIndex,
+        created_ms: i64,
+    ) -> Segment {
+        Segment {
+            base_offset,
+            term,
+            path,
+            appender,
+            index: RefCell::new(index),
+            max_timestamp_ms: Cell::new(-1),
+            max_timestamp_batch_offset: Cell::new(base_offset),
+            created_ms: Cell::new(created_ms),
+            sealed: Cell::new(false),
+            index_persisted: Cell::new(false),
+        }
+    }
+
+    /// `<segment>.index` path.
+    pub(crate) fn index_path(&self) -> PathBuf {
+        self.path.with_extension("index")
+    }
+
+    /// `<segment>.timeindex` path.
+    pub(crate) fn time_index_path(&self) -> PathBuf {
+        self.path.with_extension("timeindex")
+    }
+
+    /// Bytes of data appended.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.appender.end_pos()
+    }
+
+    /// Offset after the last batch.
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.appender.end_offset()
+    }
+
+    /// Has no batch.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.size_bytes() == 0
+    }
+
+    /// Updates index and max timestamp for a batch stored at `position`.
+    pub(crate) fn on_batch(&self, header: &BatchHeader, position: u64) {
+        if header.max_timestamp_ms > self.max_timestamp_ms.get() {
+            self.max_timestamp_ms.set(header.max_timestamp_ms);
+            self.max_timestamp_batch_offset.set(header.base_offset);
+        }
+        self.index.borrow_mut().on_batch(
+            header.base_offset,
+            position,
+            header.total_size_bytes() as u64,
+            self.max_timestamp_ms.get(),
+        );
+    }
+
+    /// The summary persisted with the index.
+    pub(crate) fn summary(&self) -> SegmentSummary {
+        SegmentSummary {
+            size_bytes: self.size_bytes(),
+            next_offset: self.next_offset(),
+            max_timestamp_ms: self.max_timestamp_ms.get(),
+            max_timestamp_batch_offset: self.max_timestamp_batch_offset.get(),
+            created_ms: self.created_ms.get(),
+        }
+    }
+
+    /// Writes the index files (blocking std IO; small files, rare).
+    pub(crate) fn persist_index(&self) -> Result<(), StorageError> {
+        if self.appender.file().is_none() {
+            return Ok(());
+        }
+        let index = self.index.borrow().clone();
+        index.persist(&self.index_path(), &self.time_index_path(), &self.summary())?;
+        self.index_persisted.set(true);
+        Ok(())
+    }
+
+    /// Deletes the segment's files (the open file stays readable by in-flight reads).
+    pub(crate) fn remove_files(&self) -> Result<(), StorageError> {
+        for p in [self.path.clone(), self.index_path(), self.time_index_path()] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("remove", p, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a scan ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ScanEnd {
+    /// Reached `end_pos` exactly.
+    End(u64),
+    /// The visitor stopped at the batch starting here.
+    Stopped(u64),
+    /// Bytes at `position` are not a valid whole batch.
+    Invalid {
+        /// Where the invalid data starts.
+        position: u64,
+        /// True when the length field is zero (normal end of pre-allocated data).
+        zero_length: bool,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Scans whole batches in `[start_pos, end_pos)`, verifying each CRC, and
+/// calls `visit(header, bytes, position)` for each valid one.
+pub(crate) async fn scan_batches<F>(
+    file: &DmaFile,
+    path: &Path,
+    start_pos: u64,
+    end_pos: u64,
+    read_size_bytes: usize,
+    mut visit: F,
+) -> Result<ScanEnd, StorageError>
+where
+    F: FnMut(&BatchHeader, &[u8], u64) -> ControlFlow<()>,
+{
+    let mut pos = start_pos;
+    let read_size_bytes = read_size_bytes.max(64 * 1024);
+    while pos < end_pos {
+        let want = (read_size_bytes as u64).min(end_pos - pos) as usize;
+        let buf = file
+            .read_at(pos, want)
+            .await
+            .map_err(|e| StorageError::glommio("read", path, e))?;
+        let mut at = 0usize;
+        loop {
+            let rest = &buf[at..];
+            let here = pos + at as u64;
+            if rest.len() < LOG_OVERHEAD_BYTES {
+                if at == 0 {
+                    return Ok(invalid(here, false, "truncated batch length field"));
+                }
+                break;
+            }
+            let Some(size) = batch::peek_total_size_bytes(rest) else {
+                let zero = rest[8..12] == [0, 0, 0, 0];
+                return Ok(invalid(here, zero, "invalid batch length"));
+            };
+            if here + size as u64 > end_pos {
+                return Ok(invalid(here, false, "batch extends past end of data"));
+            }
+            if size > rest.len() {
+                if at > 0 {
+                    break;
+                }
+                // A batch bigger than the read buffer: read it whole.
+                let whole = file
+                    .read_at(here, size)
+                    .await
+                    .map_err(|e| StorageError::glommio("read", path, e))?;
+                if whole.len() < size {
+                    return Ok(invalid(here, false, "short read of batch"));
+                }
+                match batch::parse_and_verify(&whole[..size]) {
+                    Ok(h) => {
+                        if visit(&h, &whole[..size], here).is_break() {
+                            return Ok(ScanEnd::Stopped(here));
+                        }
+                    }
+                    Err(e) => return Ok(invalid(here, false, &e.to_string())),
+                }
+                at = size;
+                break;
+            }
+            match batch::parse_and_verify(&rest[..size]) {
+                Ok(h) => {
+                    if visit(&h, &rest[..size], here).is_break() {
+                        return Ok(ScanEnd::Stopped(here));
+                    }
+                }
+                Err(e) => return Ok(invalid(here, false, &e.to_string())),
+            }
+            at += size;
+        }
+        pos += at as u64;
+    }
+    Ok(ScanEnd::End(pos))
+}
+
+fn invalid(position: u64, zero_length: bool, reason: &str) -> ScanEnd {
+    ScanEnd::Invalid {
+        position,
+        zero_length,
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        let n = segment_file_name(42, 3);
+        assert_eq!(n, "00000000000000000042-3.log");
+        assert_eq!(parse_segment_file_name(&n), Some((42, 3)));
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042-3.index"),
+            None
+        );
+        assert_eq!(parse_segment_file_name("x-3.log"), None);
+    }
+}
