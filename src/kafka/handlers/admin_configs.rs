@@ -56,10 +56,12 @@ pub fn describe(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfi
                                 let mut entry = DescribeConfigsResourceResult::default()
                                     .with_name(StrBytes::from_static_str(def.name))
                                     .with_value(Some(StrBytes::from_string(value)))
-                                    .with_config_source(source)
-                                    .with_config_type(def.config_type());
-                                if request.include_documentation {
-                                    entry.documentation = Some(StrBytes::from_static_str(def.doc));
+                                    .with_config_source(source);
+                                if ctx.version >= 3 {
+                                    entry.config_type = def.config_type();
+                                    if request.include_documentation {
+                                        entry.documentation = Some(StrBytes::from_static_str(def.doc));
+                                    }
                                 }
                                 entry
                             })
@@ -81,7 +83,7 @@ pub fn describe(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfi
                                 .with_value(Some(StrBytes::from_string(value)))
                                 .with_read_only(true)
                                 .with_config_source(SOURCE_STATIC_BROKER)
-                                .with_config_type(2)
+                                .with_config_type(if ctx.version >= 3 { 2 } else { 0 })
                         })
                         .collect();
                 }

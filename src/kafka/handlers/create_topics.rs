@@ -89,14 +89,14 @@ pub async fn handle(ctx: &Context, request: CreateTopicsRequest) -> CreateTopics
             let result = &mut results[slot];
             match outcome {
                 Ok(meta) => {
-                    result.topic_id = if request.validate_only {
-                        uuid::Uuid::nil()
-                    } else {
-                        meta.id
-                    };
-                    result.num_partitions = meta.partitions;
-                    result.replication_factor = 1;
-                    result.configs = Some(describe_entries(&meta));
+                    if ctx.version >= 7 && !request.validate_only {
+                        result.topic_id = meta.id;
+                    }
+                    if ctx.version >= 5 {
+                        result.num_partitions = meta.partitions;
+                        result.replication_factor = 1;
+                        result.configs = Some(describe_entries(&meta));
+                    }
                 }
                 Err(e) => {
                     result.error_code = e.error.code();

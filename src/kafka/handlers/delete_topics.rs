@@ -54,14 +54,18 @@ pub async fn handle(ctx: &Context, request: DeleteTopicsRequest) -> DeleteTopics
             let result = &mut results[slot];
             match outcome {
                 Ok(id) => {
-                    result.topic_id = id;
+                    if ctx.version >= 6 {
+                        result.topic_id = id;
+                    }
                     if let Some(name) = &result.name {
                         tracing::info!(topic = %name.as_str(), "deleted topic");
                     }
                 }
                 Err(e) => {
                     result.error_code = e.error.code();
-                    result.error_message = Some(StrBytes::from_string(e.message));
+                    if ctx.version >= 5 {
+                        result.error_message = Some(StrBytes::from_string(e.message));
+                    }
                 }
             }
         }

@@ -77,11 +77,14 @@ pub async fn handle(ctx: &Context, request: DescribeLogDirsRequest) -> DescribeL
         .unwrap_or(dir)
         .display()
         .to_string();
-    DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
+    let mut result = DescribeLogDirsResult::default()
         .with_log_dir(StrBytes::from_string(dir_name))
-        .with_topics(topics)
-        .with_total_bytes(total)
-        .with_usable_bytes(usable)])
+        .with_topics(topics);
+    if ctx.version >= 4 {
+        result.total_bytes = total;
+        result.usable_bytes = usable;
+    }
+    DescribeLogDirsResponse::default().with_results(vec![result])
 }
 
 /// Total and available bytes of the filesystem holding `dir` (statvfs).

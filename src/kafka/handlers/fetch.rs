@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{select, select_all, Either};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
@@ -79,8 +79,9 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
-                .with_preferred_read_replica(BrokerId(-1))
-                .with_aborted_transactions(read_committed.then(Vec::new));
+                .with_aborted_transactions(read_committed.then(Vec::new))
+                // Clients expect an empty record set, never a null one.
+                .with_records(Some(Bytes::new()));
             match meta {
                 Some(meta) if p.partition >= 0 && p.partition < meta.partitions => {
                     let spec = ReadSpec {
@@ -98,7 +99,7 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
                     } else {
                         ResponseError::UnknownTopicOrPartition
                     };
-                    data = data.with_error_code(error.code());
+                    data.error_code = error.code();
                 }
             }
             response_topic.partitions.push(data);
@@ -144,8 +145,10 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
         data.error_code = result.error.code();
         data.high_watermark = result.high_watermark;
         data.last_stable_offset = result.high_watermark;
-        data.log_start_offset = result.log_start_offset;
-        data.records = result.records;
+        if ctx.version >= 5 {
+            data.log_start_offset = result.log_start_offset;
+        }
+        data.records = Some(result.records.unwrap_or_default());
     }
     FetchResponse::default()
         .with_session_id(0)

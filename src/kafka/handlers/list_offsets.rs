@@ -93,9 +93,15 @@ pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsRe
             Some(Ok((Some((offset, timestamp)), epoch))) => {
                 entry.offset = offset;
                 entry.timestamp = timestamp;
-                entry.leader_epoch = epoch;
+                if ctx.version >= 4 {
+                    entry.leader_epoch = epoch;
+                }
             }
-            Some(Ok((None, epoch))) => entry.leader_epoch = epoch,
+            Some(Ok((None, epoch))) => {
+                if ctx.version >= 4 {
+                    entry.leader_epoch = epoch;
+                }
+            }
             Some(Err(error)) => entry.error_code = error.code(),
             None => entry.error_code = ResponseError::NotLeaderOrFollower.code(),
         }

@@ -56,15 +56,35 @@ pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse
             .collect(),
     };
     let config = &ctx.shard.config;
-    MetadataResponse::default()
+    let mut response = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(node_id))
             .with_host(StrBytes::from_string(config.advertised_host.clone()))
             .with_port(i32::from(config.advertised_port))])
-        .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(node_id))
-        .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topics(topics);
+    // Fields a version does not have must stay at their defaults or encoding fails.
+    if ctx.version >= 1 {
+        response.controller_id = BrokerId(node_id);
+    }
+    if ctx.version >= 2 {
+        response.cluster_id = Some(StrBytes::from_string(image.cluster_id.clone()));
+    }
+    if ctx.version < 10 {
+        for topic in &mut response.topics {
+            topic.topic_id = uuid::Uuid::nil();
+        }
+    }
+    if ctx.version < 7 {
+        for partition in response.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            partition.leader_epoch = -1;
+        }
+    }
+    if ctx.version < 1 {
+        for topic in &mut response.topics {
+            topic.is_internal = false;
+        }
+    }
+    response
 }
 
 fn topic_entry(topic: &TopicMeta, node_id: i32, epoch: i32) -> MetadataResponseTopic {

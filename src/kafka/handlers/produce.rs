@@ -122,7 +122,7 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
             return None;
         }
     }
-    Some(build_response(skeleton, results))
+    Some(build_response(ctx.version, skeleton, results))
 }
 
 /// Runs on the owner shard: validate and append every partition's batches concurrently.
@@ -201,6 +201,7 @@ async fn write_partition(shard: &Rc<Shard>, write: PartitionWrite, acks: Acks) -
 }
 
 fn build_response(
+    version: i16,
     mut topics: Vec<TopicProduceResponse>,
     results: Vec<PartitionResult>,
 ) -> ProduceResponse {
@@ -213,11 +214,15 @@ fn build_response(
         };
         partition.base_offset = r.base_offset;
         partition.log_append_time_ms = r.log_append_time_ms;
-        partition.log_start_offset = r.log_start_offset;
+        if version >= 5 {
+            partition.log_start_offset = r.log_start_offset;
+        }
         partition.error_code = 0;
         if let Some((error, message)) = r.error {
             partition.error_code = error.code();
-            partition.error_message = Some(StrBytes::from_string(message));
+            if version >= 8 {
+                partition.error_message = Some(StrBytes::from_string(message));
+            }
         }
     }
     ProduceResponse::default().with_responses(topics)
