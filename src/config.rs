@@ -41,6 +41,8 @@ pub const MAX_REQUEST_BYTES_DEFAULT: u64 = 100 * MIB_BYTES;
 pub const MAX_REQUEST_BYTES_LIMIT: u64 = i32::MAX as u64;
 /// Default limit on open client connections per broker.
 pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
+/// Default threshold above which a request is logged with its stage breakdown.
+pub const SLOW_REQUEST_MS_DEFAULT: usize = 1_000;
 /// Default `num.partitions` for auto-created topics.
 pub const DEFAULT_PARTITIONS_DEFAULT: i32 = 1;
 /// Default tracing filter.
@@ -75,6 +77,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Open client connections allowed per broker.
     pub max_connections: usize,
+    /// Requests slower than this are logged once with their stage breakdown.
+    pub slow_request_ms: u64,
     /// Whether Metadata and Produce for unknown topics create them.
     pub auto_create_topics: bool,
     /// Partition count of auto-created topics (Kafka `num.partitions`).
@@ -235,6 +239,9 @@ pub struct StartArgs {
     /// Open connections allowed [env: SLUICE_MAX_CONNECTIONS] [default: 10000]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<String>,
+    /// Log requests slower than this [env: SLUICE_SLOW_REQUEST_MS] [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub slow_request_ms: Option<String>,
     /// Create unknown topics on use [env: SLUICE_AUTO_CREATE_TOPICS] [default: true]
     #[arg(long, value_name = "BOOL")]
     pub auto_create_topics: Option<String>,
@@ -273,6 +280,8 @@ pub struct FileConfig {
     pub max_request_bytes: Option<FileSize>,
     /// See `--max-connections`.
     pub max_connections: Option<u64>,
+    /// See `--slow-request-ms`.
+    pub slow_request_ms: Option<u64>,
     /// See `--auto-create-topics`.
     pub auto_create_topics: Option<bool>,
     /// See `--default-partitions`.
@@ -335,6 +344,11 @@ const MAX_CONNECTIONS: Setting = setting(
     "--max-connections",
     "SLUICE_MAX_CONNECTIONS",
     "max_connections",
+);
+const SLOW_REQUEST_MS: Setting = setting(
+    "--slow-request-ms",
+    "SLUICE_SLOW_REQUEST_MS",
+    "slow_request_ms",
 );
 const AUTO_CREATE_TOPICS: Setting = setting(
     "--auto-create-topics",
@@ -591,6 +605,19 @@ pub fn resolve_with(
         parse_count,
         MAX_CONNECTIONS_DEFAULT,
     )?;
+    let slow_raw = pick(
+        &SLOW_REQUEST_MS,
+        args.slow_request_ms,
+        env,
+        num(f.slow_request_ms),
+        fp,
+    );
+    let slow_request_ms = parse_or(
+        &SLOW_REQUEST_MS,
+        slow_raw,
+        parse_count,
+        SLOW_REQUEST_MS_DEFAULT,
+    )? as u64;
     let auto_file = f.auto_create_topics.map(|b| b.to_string());
     let auto_raw = pick(
         &AUTO_CREATE_TOPICS,
@@ -627,6 +654,7 @@ pub fn resolve_with(
         io_memory_per_shard_bytes,
         max_request_bytes,
         max_connections,
+        slow_request_ms,
         auto_create_topics,
         default_partitions,
         log_level,

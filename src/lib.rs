@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod config;
 pub mod kafka;
+pub mod metrics;
 pub mod net;
 pub mod raft;
 pub mod runtime;

@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::metrics::{self, Stage};
 use crate::runtime::Shard;
 
 /// A decoded request, ready for its handler.
@@ -141,10 +142,47 @@ pub async fn handle(shard: Rc<Shard>, request: Request) -> Option<Bytes> {
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default(),
+        trace: Default::default(),
     };
-    let response = handlers::dispatch(&ctx, request.body).await?;
+    ctx.note(Stage::QueueWait, request.received_at.elapsed());
+    let response = handlers::dispatch(&ctx, request.body).await;
+    let elapsed = request.received_at.elapsed();
+    metrics::registry::record_request(api_key as i16, elapsed);
+    match api_key {
+        ApiKey::Produce => metrics::record(Stage::ProduceTotal, elapsed),
+        ApiKey::Fetch => metrics::record(Stage::FetchTotal, elapsed),
+        _ => {}
+    }
+    if elapsed.as_millis() as u64 >= ctx.shard.config.slow_request_ms {
+        log_slow_request(&ctx, api_key, correlation_id, elapsed);
+    }
+    let response = response?;
     let header_version = api_key.response_header_version(version);
     frame_response(correlation_id, header_version, |buf| {
         response.encode(buf, version)
     })
+}
+
+/// Logs a request that took longer than `--slow-request-ms`, once, with its stages.
+fn log_slow_request(
+    ctx: &handlers::Context,
+    api_key: ApiKey,
+    correlation_id: i32,
+    elapsed: std::time::Duration,
+) {
+    let stages: Vec<String> = ctx
+        .trace
+        .borrow()
+        .iter()
+        .map(|(stage, d)| format!("{}={}us", stage.name(), d.as_micros()))
+        .collect();
+    tracing::warn!(
+        ?api_key,
+        version = ctx.version,
+        correlation_id,
+        client_id = %ctx.client_id,
+        elapsed_ms = elapsed.as_millis() as u64,
+        stages = %stages.join(" "),
+        "slow request"
+    );
 }

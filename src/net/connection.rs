@@ -93,10 +93,12 @@ async fn write_responses<W: AsyncWrite + Unpin>(
         let response = task.await.flatten();
         shard.request_done();
         if let (true, Some(bytes)) = (healthy, response) {
+            let started = std::time::Instant::now();
             if let Err(e) = writer.write_all(&bytes).await {
                 tracing::debug!(error = %e, "client went away before its response");
                 healthy = false;
             }
+            crate::metrics::record(crate::metrics::Stage::ResponseWrite, started.elapsed());
         }
     }
     let _ = writer.close().await;

@@ -52,8 +52,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             limit_bytes,
         });
     }
+    let started = std::time::Instant::now();
     let mut body = BytesMut::zeroed(size as usize);
     reader.read_exact(&mut body).await?;
+    crate::metrics::record(crate::metrics::Stage::NetworkRead, started.elapsed());
     Ok(Some(body.freeze()))
 }
 

@@ -42,6 +42,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 continue;
             }
         };
+        crate::metrics::registry::count_connection(shard.connections.get() < connections_max);
         if shard.connections.get() >= connections_max {
             tracing::warn!(
                 shard = shard.id,

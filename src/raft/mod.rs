@@ -14,7 +14,11 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use std::time::Instant;
+
 use bytes::BytesMut;
+
+use crate::metrics::{self, Stage};
 
 use crate::runtime::notify::Notify;
 use crate::storage::{AppendInfo, LogConfig, PartitionLog, StorageError};
@@ -95,14 +99,20 @@ impl ReplicatedLog {
         log_append_time: bool,
         now_ms: i64,
     ) -> Result<AppendInfo, ReplicateError> {
+        let started = Instant::now();
         let info = self.log.append(batches, log_append_time, now_ms)?;
         match acks {
             Acks::All => {
+                self.log.wait_written(info.end_position).await?;
+                let written = Instant::now();
+                metrics::record(Stage::ProduceAppend, written - started);
                 self.log.wait_durable(info.end_position).await?;
+                metrics::record(Stage::ProduceCommit, written.elapsed());
                 self.advance_high_watermark();
             }
             Acks::None | Acks::Leader => {
                 self.log.wait_written(info.end_position).await?;
+                metrics::record(Stage::ProduceAppend, started.elapsed());
                 let log = self.log.clone();
                 let hw = self.high_watermark.clone();
                 let committed = self.committed.clone();

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::Senders;
-use hdrhistogram::Histogram;
 
 use super::mesh::ShardMsg;
 use super::notify::Notify;
@@ -45,7 +44,6 @@ pub struct Shard {
     pub peers_drained: Cell<usize>,
     /// Notified when a peer reports it drained.
     pub peer_drained: Notify,
-    hop_latency_us: RefCell<Histogram<u64>>,
 }
 
 impl Shard {
@@ -75,7 +73,6 @@ impl Shard {
             connections: Cell::new(0),
             peers_drained: Cell::new(0),
             peer_drained: Notify::default(),
-            hop_latency_us: RefCell::new(new_latency_histogram()),
         }
     }
 
@@ -122,8 +119,34 @@ impl Shard {
     }
 
     pub(super) fn record_hop(&self, elapsed: Duration) {
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let _ = self.hop_latency_us.borrow_mut().record(micros.max(1));
+        crate::metrics::record(crate::metrics::Stage::MeshRoundTrip, elapsed);
+    }
+
+    /// This shard's metrics with its gauges (connections, partitions), for a scrape.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let mut snapshot = crate::metrics::registry::snapshot();
+        snapshot.connections_open = self.connections.get() as u64;
+        snapshot.requests_in_flight = self.requests_in_flight.get() as u64;
+        snapshot.partitions = self
+            .partitions
+            .all()
+            .iter()
+            .map(|p| {
+                let log = p.log.log();
+                crate::metrics::registry::PartitionGauge {
+                    topic: p.topic.name.clone(),
+                    partition: p.index,
+                    shard: self.id,
+                    size_bytes: log.size_bytes(),
+                    log_start_offset: log.log_start_offset(),
+                    high_watermark: p.log.high_watermark(),
+                    log_end_offset: log.log_end_offset(),
+                    leader_epoch: p.log.leader_epoch(),
+                }
+            })
+            .collect();
+        snapshot.partitions_per_shard = vec![snapshot.partitions.len() as u64];
+        snapshot
     }
 
     /// Marks one request as started; pair with [`Shard::request_done`].
@@ -147,9 +170,4 @@ impl Shard {
             self.shutdown.notify_all();
         }
     }
-}
-
-/// A latency histogram in microseconds, 1 µs to 1 hour, 3 significant digits.
-pub fn new_latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
 }

@@ -64,6 +64,8 @@ pub enum StartError {
 pub fn run(config: Config) -> Result<(), StartError> {
     let _lock = limits::lock_data_dir(&config.data_dir)?;
     limits::probe_port_free(config.kafka_addr)?;
+    limits::probe_named_port_free("admin", config.admin_addr)?;
+    crate::metrics::admin::mark_start();
     limits::raise_nofile();
     let config = Arc::new(size_io_memory(config));
     let image = Arc::new(load_image(&config)?);
@@ -198,7 +200,14 @@ async fn shard_main(
         kafka_addr = %listener::local_addr(&listener).map(|a| a.to_string()).unwrap_or_default(),
         "shard ready"
     );
+    if shard_id == 0 {
+        let admin = listener::bind(config.admin_addr)
+            .map_err(|e| format!("binding admin address {}: {e}", config.admin_addr))?;
+        tracing::info!(admin_addr = %config.admin_addr, "admin API ready (/metrics, /v1/status, /v1/partitions, /v1/health)");
+        glommio::spawn_local(crate::metrics::admin::serve(shard.clone(), admin)).detach();
+    }
     glommio::spawn_local(watch_for_shutdown(shard.clone())).detach();
+    glommio::spawn_local(measure_task_queue_delay(shard.clone())).detach();
     glommio::spawn_local(retention_loop(shard.clone())).detach();
     listener::accept_loop(shard.clone(), listener).await;
     drain(&shard).await;
@@ -233,6 +242,18 @@ async fn drain(shard: &Rc<Shard>) {
     while shard.peers_drained.get() + 1 < shard.count && std::time::Instant::now() < deadline {
         let wait = Box::pin(shard.peer_drained.notified());
         let _ = futures::future::select(wait, Box::pin(glommio::timer::sleep(SHUTDOWN_POLL))).await;
+    }
+}
+
+/// Measures how late the executor wakes a task whose timer fired: the scheduling delay
+/// every request on this shard also pays.
+async fn measure_task_queue_delay(shard: Rc<Shard>) {
+    const PERIOD: Duration = Duration::from_millis(20);
+    while !shard.shutting_down.get() {
+        let started = std::time::Instant::now();
+        glommio::timer::sleep(PERIOD).await;
+        let late = started.elapsed().saturating_sub(PERIOD);
+        crate::metrics::record(crate::metrics::Stage::TaskQueueDelay, late);
     }
 }
 

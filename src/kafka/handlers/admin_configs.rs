@@ -60,7 +60,8 @@ pub fn describe(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfi
                                 if ctx.version >= 3 {
                                     entry.config_type = def.config_type();
                                     if request.include_documentation {
-                                        entry.documentation = Some(StrBytes::from_static_str(def.doc));
+                                        entry.documentation =
+                                            Some(StrBytes::from_static_str(def.doc));
                                     }
                                 }
                                 entry

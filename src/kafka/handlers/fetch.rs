@@ -5,7 +5,7 @@
 //! (session id 0), which every client accepts.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{select, select_all, Either};
@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
 use crate::kafka::route::scatter;
+use crate::metrics::{self, Stage};
 use crate::runtime::Shard;
 use crate::storage::StorageError;
 
@@ -35,6 +36,8 @@ struct ReadResult {
     high_watermark: i64,
     log_start_offset: i64,
     records: Option<Bytes>,
+    /// Time spent on the owner shard, to separate the hop from the read.
+    owner_time: Duration,
 }
 
 impl ReadResult {
@@ -44,6 +47,7 @@ impl ReadResult {
             high_watermark: -1,
             log_start_offset: -1,
             records: None,
+            owner_time: Duration::ZERO,
         }
     }
 
@@ -110,7 +114,7 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
         topics.push(response_topic);
     }
 
-    let mut results = read_all(&ctx.shard, &specs).await;
+    let mut results = read_all(ctx, &specs).await;
     let available: usize = results.iter().flatten().map(ReadResult::len).sum();
     let has_error = results.iter().any(|r| {
         r.as_ref()
@@ -119,15 +123,17 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
     let min_bytes = request.min_bytes.max(0) as usize;
     if request.max_wait_ms > 0 && available < min_bytes && !has_error && !specs.is_empty() {
         let waited = Duration::from_millis(request.max_wait_ms as u64);
+        let started = Instant::now();
         wait_for_commits(&ctx.shard, &specs, waited).await;
-        results = read_all(&ctx.shard, &specs).await;
+        ctx.note(Stage::FetchWait, started.elapsed());
+        results = read_all(ctx, &specs).await;
     }
 
     // Merge in request order, honouring the response-wide max_bytes (the first partition
     // with data is always returned whole, as KIP-74 asks).
     let mut budget = response_max_bytes;
     let mut first = true;
-    for ((_, (ti, pi, _)), result) in specs.iter().zip(results) {
+    for ((_, (ti, pi, spec)), result) in specs.iter().zip(results) {
         let data = &mut topics[*ti].partitions[*pi];
         let Some(mut result) = result else {
             data.error_code = ResponseError::NotLeaderOrFollower.code();
@@ -143,6 +149,14 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
             }
         }
         data.error_code = result.error.code();
+        metrics::registry::count_error(1, data.error_code);
+        if let Some(records) = &result.records {
+            metrics::registry::count_fetched(
+                &spec.topic,
+                records.len() as u64,
+                count_records(records),
+            );
+        }
         data.high_watermark = result.high_watermark;
         data.last_stable_offset = result.high_watermark;
         if ctx.version >= 5 {
@@ -156,6 +170,22 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
 }
 
 async fn read_all(
+    ctx: &Context,
+    specs: &[(usize, (usize, usize, ReadSpec))],
+) -> Vec<Option<ReadResult>> {
+    let started = Instant::now();
+    let results = read_all_inner(&ctx.shard, specs).await;
+    let owner_max = results
+        .iter()
+        .flatten()
+        .map(|r| r.owner_time)
+        .max()
+        .unwrap_or_default();
+    ctx.note(Stage::FetchHop, started.elapsed().saturating_sub(owner_max));
+    results
+}
+
+async fn read_all_inner(
     shard: &Rc<Shard>,
     specs: &[(usize, (usize, usize, ReadSpec))],
 ) -> Vec<Option<ReadResult>> {
@@ -171,6 +201,13 @@ async fn read_all(
 
 /// Runs on the owner shard.
 async fn read_partition(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
+    let started = Instant::now();
+    let mut result = read_partition_inner(shard, spec).await;
+    result.owner_time = started.elapsed();
+    result
+}
+
+async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
     let Some(partition) = shard.partitions.get(&spec.topic, spec.partition) else {
         return ReadResult::error(ResponseError::NotLeaderOrFollower);
     };
@@ -189,6 +226,7 @@ async fn read_partition(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
         high_watermark,
         log_start_offset,
         records: None,
+        owner_time: Duration::ZERO,
     };
     if spec.fetch_offset < log_start_offset || spec.fetch_offset > log.log_end_offset() {
         result.error = ResponseError::OffsetOutOfRange;
@@ -197,11 +235,18 @@ async fn read_partition(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
     if spec.fetch_offset >= high_watermark {
         return result;
     }
+    let started = Instant::now();
     match log
         .read(spec.fetch_offset, high_watermark, spec.max_bytes)
         .await
     {
         Ok(fetched) => {
+            let stage = if fetched.from_cache {
+                Stage::FetchReadCache
+            } else {
+                Stage::FetchReadDisk
+            };
+            metrics::record(stage, started.elapsed());
             result.records = Some(concat(fetched.batches, fetched.total_bytes));
         }
         Err(StorageError::OffsetOutOfRange { .. }) => {
@@ -213,6 +258,29 @@ async fn read_partition(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
         }
     }
     result
+}
+
+/// Records in a record set, summed from batch headers (nothing is decoded).
+fn count_records(records: &[u8]) -> u64 {
+    let be_i32 = |at: usize| {
+        i32::from_be_bytes([
+            records[at],
+            records[at + 1],
+            records[at + 2],
+            records[at + 3],
+        ])
+    };
+    let mut pos = 0usize;
+    let mut total = 0u64;
+    while pos + 61 <= records.len() {
+        total += be_i32(pos + 57).max(0) as u64;
+        let length = be_i32(pos + 8);
+        if length <= 0 {
+            break;
+        }
+        pos += 12 + length as usize;
+    }
+    total
 }
 
 /// Joins batches into one record set. A single batch (the common tail case) is not copied.

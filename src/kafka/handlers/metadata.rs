@@ -75,7 +75,11 @@ pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse
         }
     }
     if ctx.version < 7 {
-        for partition in response.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+        for partition in response
+            .topics
+            .iter_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
             partition.leader_epoch = -1;
         }
     }

@@ -22,6 +22,7 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 
 use crate::cluster::controller::{Controller, NewTopic};
 use crate::cluster::MetadataImage;
+use crate::metrics::Stage;
 use crate::runtime::Shard;
 
 /// What every handler gets besides its request.
@@ -32,6 +33,16 @@ pub struct Context {
     pub version: i16,
     /// The client id from the request header.
     pub client_id: String,
+    /// Stage timings of this request, for the slow-request log.
+    pub trace: std::cell::RefCell<Vec<(Stage, std::time::Duration)>>,
+}
+
+impl Context {
+    /// Records a stage of this request in the shard's histograms and the request's trace.
+    pub fn note(&self, stage: Stage, elapsed: std::time::Duration) {
+        crate::metrics::record(stage, elapsed);
+        self.trace.borrow_mut().push((stage, elapsed));
+    }
 }
 
 /// Routes a decoded request to its handler. `None` means "send no response" (acks=0).

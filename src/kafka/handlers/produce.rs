@@ -5,6 +5,7 @@
 //! the others, and the answers are put back in the request's order.
 
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
@@ -14,6 +15,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{now_ms, Context};
+use crate::metrics::{self, Stage};
 use crate::raft::Acks;
 use crate::runtime::Shard;
 use crate::storage::batch::{validate_produce, TimestampPolicy};
@@ -108,13 +110,20 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
             .into_iter()
             .enumerate()
             .filter(|(_, writes)| !writes.is_empty())
-            .map(|(target, writes)| {
-                ctx.shard
+            .map(|(target, writes)| async move {
+                let started = Instant::now();
+                let answer = ctx
+                    .shard
                     .invoke_on(target, move |shard| write_on_owner(shard, writes, acks))
+                    .await;
+                (started.elapsed(), answer)
             });
-        for answer in join_all(calls).await {
+        for (elapsed, answer) in join_all(calls).await {
             match answer {
-                Ok(mut r) => results.append(&mut r),
+                Ok((mut r, owner_time)) => {
+                    ctx.note(Stage::ProduceHop, elapsed.saturating_sub(owner_time));
+                    results.append(&mut r);
+                }
                 Err(e) => tracing::error!(error = %e, "produce hop failed"),
             }
         }
@@ -130,8 +139,10 @@ async fn write_on_owner(
     shard: Rc<Shard>,
     writes: Vec<PartitionWrite>,
     acks: Acks,
-) -> Vec<PartitionResult> {
-    join_all(writes.into_iter().map(|w| write_partition(&shard, w, acks))).await
+) -> (Vec<PartitionResult>, Duration) {
+    let started = Instant::now();
+    let results = join_all(writes.into_iter().map(|w| write_partition(&shard, w, acks))).await;
+    (results, started.elapsed())
 }
 
 async fn write_partition(shard: &Rc<Shard>, write: PartitionWrite, acks: Acks) -> PartitionResult {
@@ -168,14 +179,22 @@ async fn write_partition(shard: &Rc<Shard>, write: PartitionWrite, acks: Acks) -
     } else {
         policy
     };
-    if let Err(e) = validate_produce(&records, config.max_message_bytes, now, policy) {
-        let code = e.kafka_error_code();
-        result.error = Some((
-            ResponseError::try_from_code(code).unwrap_or(ResponseError::CorruptMessage),
-            e.to_string(),
-        ));
-        return result;
-    }
+    let validated = match validate_produce(&records, config.max_message_bytes, now, policy) {
+        Ok(validated) => validated,
+        Err(e) => {
+            let code = e.kafka_error_code();
+            result.error = Some((
+                ResponseError::try_from_code(code).unwrap_or(ResponseError::CorruptMessage),
+                e.to_string(),
+            ));
+            return result;
+        }
+    };
+    metrics::registry::count_produced(
+        &write.topic,
+        validated.total_bytes as u64,
+        validated.record_count.max(0) as u64,
+    );
     // The one copy the design allows before the DMA head chunk: offsets are stamped in place.
     let batches = BytesMut::from(&records[..]);
     match partition
@@ -220,6 +239,7 @@ fn build_response(
         partition.error_code = 0;
         if let Some((error, message)) = r.error {
             partition.error_code = error.code();
+            metrics::registry::count_error(0, error.code());
             if version >= 8 {
                 partition.error_message = Some(StrBytes::from_string(message));
             }
