@@ -40,7 +40,8 @@ pub fn describe(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfi
                 resource
                     .configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+                    // Null or empty means every key, as in Kafka's ConfigHelper.
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
             };
             match resource.resource_type {
                 RESOURCE_TOPIC => match image.topic(resource.resource_name.as_str()) {

@@ -1,0 +1,452 @@
+//! Every advertised API at every advertised version gets a well-formed answer.
+//!
+//! A Kafka client picks the highest version both sides support, so a response that fails to
+//! encode at one old version breaks every client stuck on it. This test sends a realistic
+//! request for each (API, version) in the ApiVersions table over a raw socket, decodes the
+//! answer at that version, and checks the request actually did its work where that is cheap
+//! to see (produce lands, fetch returns it, metadata lists the topic).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use sluice::kafka::versions::SUPPORTED;
+
+struct Conn {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Conn {
+    fn open(addr: std::net::SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect to broker");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("set timeout");
+        Conn {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends one request and returns the decoded response, or an error string when the
+    /// broker closed the connection or the answer does not decode.
+    fn call(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &RequestKind,
+    ) -> Result<ResponseKind, String> {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("version-sweep")));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .map_err(|e| format!("encoding request header: {e}"))?;
+        body.encode(&mut buf, version)
+            .map_err(|e| format!("encoding request body: {e}"))?;
+        let size = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&size.to_be_bytes());
+        self.stream
+            .write_all(&buf)
+            .map_err(|e| format!("write: {e}"))?;
+        let mut size = [0u8; 4];
+        self.stream
+            .read_exact(&mut size)
+            .map_err(|e| format!("broker closed the connection or timed out: {e}"))?;
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream
+            .read_exact(&mut frame)
+            .map_err(|e| format!("short response: {e}"))?;
+        let mut frame = Bytes::from(frame);
+        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+            .map_err(|e| format!("response header: {e}"))?;
+        if header.correlation_id != self.correlation_id {
+            return Err(format!(
+                "correlation id {} for request {}",
+                header.correlation_id, self.correlation_id
+            ));
+        }
+        let response = ResponseKind::decode(api, &mut frame, version)
+            .map_err(|e| format!("response body: {e}"))?;
+        if frame.has_remaining() {
+            return Err(format!(
+                "{} trailing bytes after the response",
+                frame.remaining()
+            ));
+        }
+        Ok(response)
+    }
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn record_batch(value: &str) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: common::now_ms(),
+        key: Some(Bytes::from_static(b"k")),
+        value: Some(Bytes::from(value.to_string())),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}
+
+/// A realistic request of `api` at `version` against `topic`, or None if this test does not
+/// know how to build one (the API is then only checked by its own tests).
+fn request(api: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> Option<RequestKind> {
+    use kafka_protocol::messages::*;
+    Some(match api {
+        ApiKey::ApiVersions => {
+            let mut r = ApiVersionsRequest::default();
+            if version >= 3 {
+                r.client_software_name = StrBytes::from_static_str("sweep");
+                r.client_software_version = StrBytes::from_static_str("1.0");
+            }
+            RequestKind::ApiVersions(r)
+        }
+        ApiKey::Metadata => {
+            let t = metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic)));
+            let mut r = MetadataRequest::default().with_topics(Some(vec![t]));
+            if version >= 4 {
+                r.allow_auto_topic_creation = false;
+            }
+            RequestKind::Metadata(r)
+        }
+        ApiKey::Produce => {
+            let p = produce_request::PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(record_batch(&format!("v{version}"))));
+            let t = produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![p]);
+            RequestKind::Produce(
+                ProduceRequest::default()
+                    .with_acks(-1)
+                    .with_timeout_ms(10_000)
+                    .with_topic_data(vec![t]),
+            )
+        }
+        ApiKey::Fetch => {
+            let mut p = fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20);
+            if version >= 9 {
+                p.current_leader_epoch = -1;
+            }
+            let mut t = fetch_request::FetchTopic::default().with_partitions(vec![p]);
+            if version >= 13 {
+                t.topic_id = topic_id;
+            } else {
+                t.topic = name(topic);
+            }
+            let mut r = FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_min_bytes(0)
+                .with_topics(vec![t]);
+            if version >= 3 {
+                r.max_bytes = 1 << 20;
+            }
+            if version < 15 {
+                r.replica_id = BrokerId(-1);
+            }
+            RequestKind::Fetch(r)
+        }
+        ApiKey::ListOffsets => {
+            let p = list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-2);
+            let t = list_offsets_request::ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![p]);
+            RequestKind::ListOffsets(
+                ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(vec![t]),
+            )
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_leader_epoch(0);
+            let t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![p]);
+            let mut r = OffsetForLeaderEpochRequest::default().with_topics(vec![t]);
+            if version >= 3 {
+                r.replica_id = BrokerId(-1);
+            }
+            RequestKind::OffsetForLeaderEpoch(r)
+        }
+        ApiKey::CreateTopics => {
+            let t = create_topics_request::CreatableTopic::default()
+                .with_name(name(&format!("sweep-create-{version}")))
+                .with_num_partitions(1)
+                .with_replication_factor(1);
+            RequestKind::CreateTopics(
+                CreateTopicsRequest::default()
+                    .with_topics(vec![t])
+                    .with_timeout_ms(10_000)
+                    .with_validate_only(true),
+            )
+        }
+        ApiKey::DeleteTopics => {
+            let missing = format!("sweep-missing-{version}");
+            let mut r = DeleteTopicsRequest::default().with_timeout_ms(10_000);
+            if version >= 6 {
+                r.topics = vec![delete_topics_request::DeleteTopicState::default()
+                    .with_name(Some(name(&missing)))];
+            } else {
+                r.topic_names = vec![name(&missing)];
+            }
+            RequestKind::DeleteTopics(r)
+        }
+        ApiKey::DeleteRecords => {
+            let p = delete_records_request::DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(0);
+            let t = delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![p]);
+            RequestKind::DeleteRecords(
+                DeleteRecordsRequest::default()
+                    .with_topics(vec![t])
+                    .with_timeout_ms(10_000),
+            )
+        }
+        ApiKey::DescribeConfigs => {
+            let res = describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()));
+            RequestKind::DescribeConfigs(
+                DescribeConfigsRequest::default().with_resources(vec![res]),
+            )
+        }
+        ApiKey::AlterConfigs => {
+            let c = alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_value(Some(StrBytes::from_static_str("604800000")));
+            let res = alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(vec![c]);
+            RequestKind::AlterConfigs(
+                AlterConfigsRequest::default()
+                    .with_resources(vec![res])
+                    .with_validate_only(true),
+            )
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let c = incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("604800000")));
+            let res = incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(vec![c]);
+            RequestKind::IncrementalAlterConfigs(
+                IncrementalAlterConfigsRequest::default()
+                    .with_resources(vec![res])
+                    .with_validate_only(true),
+            )
+        }
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+        ApiKey::CreatePartitions => {
+            let t = create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(name(topic))
+                .with_count(2);
+            RequestKind::CreatePartitions(
+                CreatePartitionsRequest::default()
+                    .with_topics(vec![t])
+                    .with_timeout_ms(10_000)
+                    .with_validate_only(true),
+            )
+        }
+        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        _ => return None,
+    })
+}
+
+/// Checks the parts of a response that prove the request did its work.
+fn check(api: ApiKey, version: i16, topic: &str, response: &ResponseKind) -> Result<(), String> {
+    match response {
+        ResponseKind::ApiVersions(r) if r.error_code != 0 || r.api_keys.is_empty() => Err(format!(
+            "ApiVersions error {} with {} keys",
+            r.error_code,
+            r.api_keys.len()
+        )),
+        ResponseKind::Metadata(r) => {
+            let t = r.topics.first().ok_or("no topic in metadata")?;
+            if t.error_code != 0 || t.partitions.len() != 1 {
+                return Err(format!(
+                    "topic error {} partitions {}",
+                    t.error_code,
+                    t.partitions.len()
+                ));
+            }
+            if version >= 1
+                && r.topics
+                    .iter()
+                    .all(|t| t.name.as_ref().map(|n| n.as_str()) != Some(topic))
+            {
+                return Err("topic name missing".into());
+            }
+            Ok(())
+        }
+        ResponseKind::Produce(r) => {
+            let p = &r.responses[0].partition_responses[0];
+            if p.error_code != 0 || p.base_offset < 0 {
+                return Err(format!(
+                    "produce error {} base offset {}",
+                    p.error_code, p.base_offset
+                ));
+            }
+            Ok(())
+        }
+        ResponseKind::Fetch(r) => {
+            let p = &r.responses[0].partitions[0];
+            let records = p.records.as_ref().map_or(0, Bytes::len);
+            if p.error_code != 0 || p.high_watermark <= 0 || records == 0 {
+                return Err(format!(
+                    "fetch error {} hw {} record bytes {records}",
+                    p.error_code, p.high_watermark
+                ));
+            }
+            Ok(())
+        }
+        ResponseKind::ListOffsets(r) => {
+            let p = &r.topics[0].partitions[0];
+            if p.error_code != 0 || p.offset != 0 {
+                return Err(format!(
+                    "list offsets error {} offset {}",
+                    p.error_code, p.offset
+                ));
+            }
+            Ok(())
+        }
+        ResponseKind::CreateTopics(r) if r.topics[0].error_code != 0 => Err(format!(
+            "validate-only create failed: {}",
+            r.topics[0].error_code
+        )),
+        ResponseKind::DeleteTopics(r) if r.responses[0].error_code != 3 => Err(format!(
+            "deleting a missing topic: error {} (want 3)",
+            r.responses[0].error_code
+        )),
+        ResponseKind::DescribeConfigs(r) => {
+            let res = &r.results[0];
+            if res.error_code != 0
+                || !res
+                    .configs
+                    .iter()
+                    .any(|c| c.name.as_str() == "retention.ms")
+            {
+                return Err(format!("describe configs error {}", res.error_code));
+            }
+            Ok(())
+        }
+        ResponseKind::DescribeLogDirs(r) if r.results.is_empty() => Err("no log dir".into()),
+        ResponseKind::DescribeCluster(r) if r.brokers.len() != 1 => Err("no broker".into()),
+        _ => {
+            let _ = (api, version);
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn every_advertised_version_of_every_api_answers() {
+    let broker = common::Broker::start();
+    let topic = "version-sweep";
+    let mut conn = Conn::open(broker.addr());
+    // Create the topic and learn its id (for Fetch v13+).
+    let create = create_topics_request::CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(1)
+        .with_replication_factor(1);
+    conn.call(
+        ApiKey::CreateTopics,
+        7,
+        &RequestKind::CreateTopics(
+            CreateTopicsRequest::default()
+                .with_topics(vec![create])
+                .with_timeout_ms(10_000),
+        ),
+    )
+    .expect("create topic");
+    let topic_id = match conn
+        .call(
+            ApiKey::Metadata,
+            12,
+            &request(ApiKey::Metadata, 12, topic, uuid::Uuid::nil()).unwrap(),
+        )
+        .expect("metadata")
+    {
+        ResponseKind::Metadata(r) => r.topics[0].topic_id,
+        other => panic!("unexpected {other:?}"),
+    };
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    // Produce first so fetches have something to return.
+    let mut order: Vec<_> = SUPPORTED.to_vec();
+    order.sort_by_key(|(k, _, _)| if *k == ApiKey::Produce { 0 } else { 1 });
+    for (api, min, max) in order {
+        for version in min..=max {
+            let Some(body) = request(api, version, topic, topic_id) else {
+                continue;
+            };
+            checked += 1;
+            let outcome = conn
+                .call(api, version, &body)
+                .and_then(|r| check(api, version, topic, &r));
+            if let Err(e) = outcome {
+                failures.push(format!("{api:?} v{version}: {e}"));
+                conn = Conn::open(broker.addr());
+            }
+        }
+    }
+    assert!(
+        checked >= 80,
+        "only {checked} (api, version) pairs were exercised"
+    );
+    assert!(
+        failures.is_empty(),
+        "clients on these versions would break:\n{}\n--- broker log ---\n{}",
+        failures.join("\n"),
+        broker.log_tail()
+    );
+}
