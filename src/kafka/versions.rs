@@ -52,4 +52,25 @@ mod tests {
         }
         assert!(ProduceRequest::VERSIONS.max >= 12);
     }
+
+    /// docs/compatibility.md must say exactly what ApiVersions advertises.
+    #[test]
+    fn compatibility_matrix_matches_the_table() {
+        let doc = include_str!("../../docs/compatibility.md");
+        let mut documented = Vec::new();
+        for line in doc.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 6 || cells[4] != "supported" {
+                continue;
+            }
+            let key: i16 = cells[1].parse().expect("API key column");
+            let (min, max) = cells[3].split_once('–').expect("versions column like 3–12");
+            documented.push((key, min.parse::<i16>().unwrap(), max.parse::<i16>().unwrap()));
+        }
+        let mut advertised: Vec<(i16, i16, i16)> =
+            SUPPORTED.iter().map(|(k, min, max)| (*k as i16, *min, *max)).collect();
+        advertised.sort();
+        documented.sort();
+        assert_eq!(documented, advertised, "docs/compatibility.md is out of date");
+    }
 }
