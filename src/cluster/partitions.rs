@@ -48,10 +48,11 @@ impl Partition {
     }
 }
 
-/// The partitions owned by one shard, keyed by (topic, partition).
+/// The partitions owned by one shard, by topic then partition (looked up by `&str`, so
+/// the produce and fetch paths allocate nothing to find a partition).
 #[derive(Default)]
 pub struct PartitionTable {
-    partitions: RefCell<AHashMap<(String, i32), Rc<Partition>>>,
+    partitions: RefCell<AHashMap<String, AHashMap<i32, Rc<Partition>>>>,
 }
 
 impl PartitionTable {
@@ -60,18 +61,23 @@ impl PartitionTable {
         // Borrow only inside this call: callers await on the returned Rc, never the map.
         self.partitions
             .borrow()
-            .get(&(topic.to_string(), partition))
+            .get(topic)
+            .and_then(|t| t.get(&partition))
             .cloned()
     }
 
     /// All partitions of this shard.
     pub fn all(&self) -> Vec<Rc<Partition>> {
-        self.partitions.borrow().values().cloned().collect()
+        self.partitions
+            .borrow()
+            .values()
+            .flat_map(|t| t.values().cloned())
+            .collect()
     }
 
     /// Number of partitions this shard owns.
     pub fn len(&self) -> usize {
-        self.partitions.borrow().len()
+        self.partitions.borrow().values().map(|t| t.len()).sum()
     }
 
     /// Whether this shard owns no partitions.
@@ -93,19 +99,15 @@ impl PartitionTable {
     ) -> Result<(), ReplicateError> {
         // Drop what no longer exists (topic deleted, or re-created under a new id).
         let stale: Vec<Rc<Partition>> = self
-            .partitions
-            .borrow()
-            .values()
+            .all()
+            .into_iter()
             .filter(|p| match image.topic(&p.topic.name) {
                 Some(t) => t.id != p.topic.id || p.index >= t.partitions,
                 None => true,
             })
-            .cloned()
             .collect();
         for partition in stale {
-            self.partitions
-                .borrow_mut()
-                .remove(&(partition.topic.name.clone(), partition.index));
+            self.remove(&partition.topic.name, partition.index);
             if let Err(e) = partition.log.close().await {
                 tracing::warn!(topic = %partition.topic.name, partition = partition.index, error = %e, "closing deleted partition");
             }
@@ -141,10 +143,22 @@ impl PartitionTable {
                 });
                 self.partitions
                     .borrow_mut()
-                    .insert((topic.name.clone(), index), partition);
+                    .entry(topic.name.clone())
+                    .or_default()
+                    .insert(index, partition);
             }
         }
         Ok(())
+    }
+
+    fn remove(&self, topic: &str, partition: i32) {
+        let mut partitions = self.partitions.borrow_mut();
+        if let Some(t) = partitions.get_mut(topic) {
+            t.remove(&partition);
+            if t.is_empty() {
+                partitions.remove(topic);
+            }
+        }
     }
 
     /// Flushes and closes every partition (clean shutdown).
