@@ -45,6 +45,8 @@ pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
 pub const SLOW_REQUEST_MS_DEFAULT: usize = 1_000;
 /// Default `num.partitions` for auto-created topics.
 pub const DEFAULT_PARTITIONS_DEFAULT: i32 = 1;
+/// Default `group.initial.rebalance.delay.ms` (Kafka's default).
+pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: i32 = 3000;
 /// Default tracing filter.
 pub const LOG_LEVEL_DEFAULT: &str = "info";
 
@@ -83,8 +85,13 @@ pub struct Config {
     pub auto_create_topics: bool,
     /// Partition count of auto-created topics (Kafka `num.partitions`).
     pub default_partitions: i32,
+    /// How long the first rebalance of an empty consumer group waits for more members
+    /// (Kafka `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: i64,
     /// Tracing filter directive; `RUST_LOG`, when set, has already replaced the configured one.
     pub log_level: String,
+    /// Refuse to start when a host tuning check FAILs (`--production`).
+    pub production: bool,
 }
 
 /// Why a configuration could not be built; every variant names the setting or file at fault.
@@ -196,9 +203,15 @@ impl Cli {
 
 /// What `sluice` was asked to do; new commands (e.g. `tune`) are added as variants.
 #[derive(Debug, Subcommand)]
+// Parsed once per process; boxing StartArgs would only complicate every match on it.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Start a broker.
     Start(StartArgs),
+    /// Check (and with --apply, fix) host settings that decide tail latency
+    Tune(crate::tune::TuneArgs),
+    /// Measure the data directory's disk and write io-profile.json
+    Iotune(crate::iotune::IotuneArgs),
 }
 
 /// Flags of `sluice start`. All optional so file and environment can fill the gaps; values
@@ -248,12 +261,18 @@ pub struct StartArgs {
     /// Partitions of auto-created topics [env: SLUICE_DEFAULT_PARTITIONS] [default: 1]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub default_partitions: Option<String>,
+    /// First-rebalance delay of empty consumer groups, ms [env: SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS] [default: 3000]
+    #[arg(long, value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<String>,
     /// Tracing filter; RUST_LOG wins if set [env: SLUICE_LOG_LEVEL] [default: info]
     #[arg(long, value_name = "STR")]
     pub log_level: Option<String>,
     /// Registered io_uring buffer memory per shard [env: SLUICE_IO_MEMORY] [default: 8MiB]
     #[arg(long, value_name = "SIZE")]
     pub io_memory: Option<String>,
+    /// Refuse to start when a host check (as `sluice tune` runs it) FAILs
+    #[arg(long)]
+    pub production: bool,
 }
 
 /// The TOML config file: the same settings as the flags, keys in snake_case.
@@ -286,6 +305,8 @@ pub struct FileConfig {
     pub auto_create_topics: Option<bool>,
     /// See `--default-partitions`.
     pub default_partitions: Option<i64>,
+    /// See `--group-initial-rebalance-delay-ms`.
+    pub group_initial_rebalance_delay_ms: Option<i64>,
     /// See `--log-level`.
     pub log_level: Option<String>,
     /// See `--io-memory`.
@@ -359,6 +380,11 @@ const DEFAULT_PARTITIONS: Setting = setting(
     "--default-partitions",
     "SLUICE_DEFAULT_PARTITIONS",
     "default_partitions",
+);
+const GROUP_INITIAL_REBALANCE_DELAY_MS: Setting = setting(
+    "--group-initial-rebalance-delay-ms",
+    "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS",
+    "group_initial_rebalance_delay_ms",
 );
 const LOG_LEVEL: Setting = setting("--log-level", "SLUICE_LOG_LEVEL", "log_level");
 const IO_MEMORY: Setting = setting("--io-memory", "SLUICE_IO_MEMORY", "io_memory");
@@ -470,6 +496,10 @@ where
 {
     match Cli::try_parse_from(args)?.into_command() {
         Command::Start(start) => resolve(start, env),
+        Command::Tune(_) | Command::Iotune(_) => Err(ConfigError::Cli(clap::Error::raw(
+            clap::error::ErrorKind::InvalidSubcommand,
+            "only `start` builds a broker config",
+        ))),
     }
 }
 
@@ -640,6 +670,19 @@ pub fn resolve_with(
         |s| parse_i32_at_least(s, 1),
         DEFAULT_PARTITIONS_DEFAULT,
     )?;
+    let delay_raw = pick(
+        &GROUP_INITIAL_REBALANCE_DELAY_MS,
+        args.group_initial_rebalance_delay_ms,
+        env,
+        inum(f.group_initial_rebalance_delay_ms),
+        fp,
+    );
+    let group_initial_rebalance_delay_ms = i64::from(parse_or(
+        &GROUP_INITIAL_REBALANCE_DELAY_MS,
+        delay_raw,
+        |s| parse_i32_at_least(s, 0),
+        GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+    )?);
     let log_level = resolve_log_level(args.log_level, env, f.log_level, fp)?;
 
     Ok(Config {
@@ -657,7 +700,9 @@ pub fn resolve_with(
         slow_request_ms,
         auto_create_topics,
         default_partitions,
+        group_initial_rebalance_delay_ms,
         log_level,
+        production: args.production,
     })
 }
 
@@ -1034,6 +1079,7 @@ mod tests {
         argv.extend_from_slice(list);
         match Cli::try_parse_from(argv).unwrap().into_command() {
             Command::Start(start) => start,
+            other => panic!("not a start command: {other:?}"),
         }
     }
 
@@ -1093,7 +1139,9 @@ mod tests {
         let cli = Cli::try_parse_from(["sluice"]).unwrap();
         assert!(matches!(cli.into_command(), Command::Start(_)));
         let cli = Cli::try_parse_from(["sluice", "--node-id", "3"]).unwrap();
-        let Command::Start(start) = cli.into_command();
+        let Command::Start(start) = cli.into_command() else {
+            panic!("bare flags must mean start");
+        };
         assert_eq!(start.node_id.as_deref(), Some("3"));
         let c = parse_from_env(["sluice"], &no_env).unwrap();
         assert!(!c.cores.is_empty());

@@ -5,11 +5,16 @@
 //! keeps the metadata image and the partitions each shard owns, `raft` is the replicated-log
 //! seam every partition writes through, and `storage` is the on-disk log.
 
+pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod groups;
+pub mod iotune;
 pub mod kafka;
 pub mod metrics;
 pub mod net;
 pub mod raft;
 pub mod runtime;
 pub mod storage;
+pub mod tune;
+pub mod txn;

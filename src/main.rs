@@ -1,9 +1,21 @@
-//! The `sluice` binary: `sluice start` (the default) runs a broker.
+//! The `sluice` binary: `sluice start` (the default) runs a broker, `sluice tune` checks and
+//! tunes the host, `sluice iotune` measures the data disk.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use sluice::config::{Cli, Command, StartArgs};
+
 fn main() -> ExitCode {
-    let config = match sluice::config::load() {
+    match Cli::parse().into_command() {
+        Command::Start(start) => start_broker(start),
+        Command::Tune(args) => ExitCode::from(sluice::tune::run(&args)),
+        Command::Iotune(args) => ExitCode::from(sluice::iotune::run(&args)),
+    }
+}
+
+fn start_broker(start: StartArgs) -> ExitCode {
+    let config = match sluice::config::resolve(start, &sluice::config::process_env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("sluice: {e}");

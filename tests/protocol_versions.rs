@@ -8,122 +8,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use common::raw::{name, record_batch, Conn};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::protocol::StrBytes;
 use sluice::kafka::versions::SUPPORTED;
-
-struct Conn {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Conn {
-    fn open(addr: std::net::SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect to broker");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .expect("set timeout");
-        Conn {
-            stream,
-            correlation_id: 0,
-        }
-    }
-
-    /// Sends one request and returns the decoded response, or an error string when the
-    /// broker closed the connection or the answer does not decode.
-    fn call(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        body: &RequestKind,
-    ) -> Result<ResponseKind, String> {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("version-sweep")));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header
-            .encode(&mut buf, api.request_header_version(version))
-            .map_err(|e| format!("encoding request header: {e}"))?;
-        body.encode(&mut buf, version)
-            .map_err(|e| format!("encoding request body: {e}"))?;
-        let size = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&size.to_be_bytes());
-        self.stream
-            .write_all(&buf)
-            .map_err(|e| format!("write: {e}"))?;
-        let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .map_err(|e| format!("broker closed the connection or timed out: {e}"))?;
-        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream
-            .read_exact(&mut frame)
-            .map_err(|e| format!("short response: {e}"))?;
-        let mut frame = Bytes::from(frame);
-        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
-            .map_err(|e| format!("response header: {e}"))?;
-        if header.correlation_id != self.correlation_id {
-            return Err(format!(
-                "correlation id {} for request {}",
-                header.correlation_id, self.correlation_id
-            ));
-        }
-        let response = ResponseKind::decode(api, &mut frame, version)
-            .map_err(|e| format!("response body: {e}"))?;
-        if frame.has_remaining() {
-            return Err(format!(
-                "{} trailing bytes after the response",
-                frame.remaining()
-            ));
-        }
-        Ok(response)
-    }
-}
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
-fn record_batch(value: &str) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: common::now_ms(),
-        key: Some(Bytes::from_static(b"k")),
-        value: Some(Bytes::from(value.to_string())),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
-}
 
 /// A realistic request of `api` at `version` against `topic`, or None if this test does not
 /// know how to build one (the API is then only checked by its own tests).
@@ -449,4 +339,41 @@ fn every_advertised_version_of_every_api_answers() {
         failures.join("\n"),
         broker.log_tail()
     );
+}
+
+#[test]
+fn unknown_topic_configs_are_refused_with_invalid_config() {
+    let broker = common::Broker::start();
+    let mut conn = Conn::open(broker.addr());
+    let create = create_topics_request::CreatableTopic::default()
+        .with_name(name("configs"))
+        .with_num_partitions(1)
+        .with_replication_factor(1);
+    conn.call(
+        ApiKey::CreateTopics,
+        7,
+        &RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![create])),
+    )
+    .expect("create topic");
+    for version in 0..=2 {
+        let config = alter_configs_request::AlterableConfig::default()
+            .with_name(StrBytes::from_static_str("no.such.config"))
+            .with_value(Some(StrBytes::from_static_str("1")));
+        let resource = alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("configs"))
+            .with_configs(vec![config]);
+        let request = AlterConfigsRequest::default().with_resources(vec![resource]);
+        match conn.call(
+            ApiKey::AlterConfigs,
+            version,
+            &RequestKind::AlterConfigs(request),
+        ) {
+            Ok(ResponseKind::AlterConfigs(r)) => assert_eq!(
+                r.responses[0].error_code, 40,
+                "AlterConfigs v{version} with an unknown name must be INVALID_CONFIG"
+            ),
+            other => panic!("AlterConfigs v{version}: {other:?}"),
+        }
+    }
 }

@@ -200,6 +200,21 @@ impl Controller {
         .await
     }
 
+    /// Reserves `count` producer ids and returns the first; persisted before it returns,
+    /// so no id is ever given out twice.
+    pub async fn allocate_producer_ids(shard: &Rc<Shard>, count: i64) -> Result<i64, OpError> {
+        let starts = Self::change(shard, false, move |image, _| {
+            let start = image.next_producer_id;
+            image.next_producer_id = start + count;
+            vec![start]
+        })
+        .await?;
+        starts
+            .into_iter()
+            .next()
+            .ok_or_else(|| OpError::new(ResponseError::UnknownServerError, "no producer id block"))
+    }
+
     /// Runs `edit` on a copy of the image; if anything changed and this is not a dry run,
     /// persists it and installs it on every shard before returning the results.
     async fn change<T: Send + 'static>(

@@ -42,6 +42,9 @@ pub struct MetadataImage {
     /// The cluster id reported in Metadata and DescribeCluster, fixed at first start.
     #[serde(default)]
     pub cluster_id: String,
+    /// The first producer id not yet handed out (ids are allocated in blocks).
+    #[serde(default)]
+    pub next_producer_id: i64,
     /// Topics by name.
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
 }

@@ -38,6 +38,8 @@ pub struct Partition {
     pub index: i32,
     /// The replicated log every write goes through.
     pub log: ReplicatedLog,
+    /// Idempotent producers' last batches on this partition (rebuilt from the log at open).
+    pub producers: RefCell<crate::txn::ProducerStateTable>,
     config: RefCell<TopicConfig>,
 }
 
@@ -135,10 +137,12 @@ impl PartitionTable {
                 let log =
                     ReplicatedLog::open(dir, config.log_config(cache_budget_bytes), leader_epoch)
                         .await?;
+                let producers = crate::txn::rebuild_producer_state(log.log()).await?;
                 let partition = Rc::new(Partition {
                     topic: topic.clone(),
                     index,
                     log,
+                    producers: RefCell::new(producers),
                     config: RefCell::new(config.clone()),
                 });
                 self.partitions

@@ -28,8 +28,8 @@ pub struct Request {
 
 /// What [`decode`] made of a frame.
 pub enum Decoded {
-    /// A request for a handler.
-    Request(Request),
+    /// A request for a handler (boxed: requests are large, answers small).
+    Request(Box<Request>),
     /// A complete response that needs no handler (ApiVersions at an unknown version).
     Answer(Bytes),
 }
@@ -97,12 +97,12 @@ pub fn decode(frame: Bytes) -> Result<Decoded, DecodeError> {
         RequestHeader::decode(&mut buf, header_version).map_err(|e| malformed(e.to_string()))?;
     let body =
         RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(e.to_string()))?;
-    Ok(Decoded::Request(Request {
+    Ok(Decoded::Request(Box::new(Request {
         header,
         api_key,
         body,
         received_at,
-    }))
+    })))
 }
 
 /// Frames a response: size prefix, response header, then the body `write_body` appends.

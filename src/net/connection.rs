@@ -72,7 +72,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             }
         };
         shard.request_started();
-        let task = glommio::spawn_local(kafka::handle(shard.clone(), request)).detach();
+        let task = glommio::spawn_local(kafka::handle(shard.clone(), *request)).detach();
         if queue.send(task).await.is_err() {
             break;
         }

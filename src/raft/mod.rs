@@ -99,8 +99,26 @@ impl ReplicatedLog {
         log_append_time: bool,
         now_ms: i64,
     ) -> Result<AppendInfo, ReplicateError> {
+        let info = self.propose(batches, log_append_time, now_ms)?;
+        self.wait(&info, acks).await?;
+        Ok(info)
+    }
+
+    /// Appends `batches` as one entry (offsets assigned, data in the head chunk) without
+    /// waiting. Synchronous, so a caller can update state tied to the assigned offsets (the
+    /// idempotent-producer table) before any other task runs.
+    pub fn propose(
+        &self,
+        batches: BytesMut,
+        log_append_time: bool,
+        now_ms: i64,
+    ) -> Result<AppendInfo, ReplicateError> {
+        Ok(self.log.append(batches, log_append_time, now_ms)?)
+    }
+
+    /// Waits for a proposed entry as `acks` asks.
+    pub async fn wait(&self, info: &AppendInfo, acks: Acks) -> Result<(), ReplicateError> {
         let started = Instant::now();
-        let info = self.log.append(batches, log_append_time, now_ms)?;
         match acks {
             Acks::All => {
                 self.log.wait_written(info.end_position).await?;
@@ -126,7 +144,7 @@ impl ReplicatedLog {
                 .detach();
             }
         }
-        Ok(info)
+        Ok(())
     }
 
     fn advance_high_watermark(&self) {

@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -325,22 +325,28 @@ pub fn probe_port_free(addr: SocketAddr) -> Result<(), LimitsError> {
     probe_named_port_free("kafka", addr)
 }
 
-/// Checks nobody listens on `addr` by binding a plain listener (no SO_REUSEPORT) and dropping
-/// it. Needed because shards bind with SO_REUSEPORT, which would silently share a port with
-/// another broker. Port 0 (any free port) is not probed. `name` labels the error.
+/// Checks nobody listens on `addr`. Shards bind with SO_REUSEPORT, which would silently
+/// share a port with another broker of the same user, so we first try to connect: a listener
+/// there (another broker, or anything else) refuses the start. A plain bind would not do:
+/// connections of a broker killed a moment ago still hold the port (FIN_WAIT) without
+/// SO_REUSEADDR, and would keep a crashed broker from coming back on its own port. A
+/// non-SO_REUSEPORT listener we cannot connect to still fails the shards' bind, loudly.
+/// Port 0 (any free port) is not probed. `name` labels the error.
 pub fn probe_named_port_free(name: &'static str, addr: SocketAddr) -> Result<(), LimitsError> {
     if addr.port() == 0 {
         return Ok(());
     }
-    match TcpListener::bind(addr) {
-        Ok(listener) => {
-            drop(listener);
-            Ok(())
+    let target = if addr.ip().is_unspecified() {
+        match addr {
+            SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+            SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
         }
-        Err(source) if source.kind() == std::io::ErrorKind::AddrInUse => {
-            Err(LimitsError::PortInUse { name, addr })
-        }
-        Err(source) => Err(LimitsError::Bind { name, addr, source }),
+    } else {
+        addr
+    };
+    match std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(500)) {
+        Ok(_) => Err(LimitsError::PortInUse { name, addr }),
+        Err(_) => Ok(()),
     }
 }
 
@@ -377,7 +383,7 @@ mod tests {
 
     #[test]
     fn busy_port_is_refused() {
-        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = held.local_addr().unwrap();
         let e = probe_port_free(addr).unwrap_err();
         assert_eq!(

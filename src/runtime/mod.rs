@@ -4,6 +4,7 @@
 //! port, serve the partitions it owns, and answer closures other shards send it over the
 //! channel mesh. Nothing mutable is shared between shards.
 
+pub mod barrier;
 pub mod limits;
 pub mod mesh;
 pub mod notify;

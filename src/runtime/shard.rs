@@ -40,10 +40,12 @@ pub struct Shard {
     pub requests_drained: Notify,
     /// Open client connections on this shard.
     pub connections: Cell<usize>,
-    /// Other shards that finished draining at shutdown (the shutdown barrier).
-    pub peers_drained: Cell<usize>,
-    /// Notified when a peer reports it drained.
-    pub peer_drained: Notify,
+    /// This shard's unused producer ids.
+    pub producer_ids: crate::txn::producer_ids::ProducerIdBlock,
+    /// Peers that finished recovery (nobody serves before everyone has).
+    pub peers_ready: super::barrier::PeerBarrier,
+    /// Peers that finished draining at shutdown.
+    pub peers_drained: super::barrier::PeerBarrier,
 }
 
 impl Shard {
@@ -71,8 +73,9 @@ impl Shard {
             requests_in_flight: Cell::new(0),
             requests_drained: Notify::default(),
             connections: Cell::new(0),
-            peers_drained: Cell::new(0),
-            peer_drained: Notify::default(),
+            producer_ids: Default::default(),
+            peers_ready: Default::default(),
+            peers_drained: Default::default(),
         }
     }
 

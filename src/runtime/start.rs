@@ -31,6 +31,9 @@ const RINGS_PER_SHARD: u64 = 3;
 /// Why the broker could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// `--production` and a host tuning check FAILed; names each setting and its fix.
+    #[error(transparent)]
+    Tuning(#[from] crate::tune::ProductionRefused),
     /// A start-up check failed (data dir in use, port busy).
     #[error(transparent)]
     Limits(#[from] limits::LimitsError),
@@ -63,6 +66,7 @@ pub enum StartError {
 /// Runs the broker until SIGINT/SIGTERM, then shuts down cleanly.
 pub fn run(config: Config) -> Result<(), StartError> {
     let _lock = limits::lock_data_dir(&config.data_dir)?;
+    crate::tune::check_at_start(&config, config.production)?;
     limits::probe_port_free(config.kafka_addr)?;
     limits::probe_named_port_free("admin", config.admin_addr)?;
     crate::metrics::admin::mark_start();
@@ -191,6 +195,9 @@ async fn shard_main(
         .install_image(image)
         .await
         .map_err(|e| format!("recovering partitions: {e}"))?;
+    // Every shard recovers before any shard accepts a client, so no request finds a
+    // partition still opening on its owner.
+    super::barrier::arrive_and_wait(&shard, |s| &s.peers_ready, None).await;
     let listener = listener::bind(config.kafka_addr)
         .map_err(|e| format!("binding {}: {e}", config.kafka_addr))?;
     tracing::info!(
@@ -231,18 +238,7 @@ async fn drain(shard: &Rc<Shard>) {
         let wait = Box::pin(shard.requests_drained.notified());
         let _ = futures::future::select(wait, Box::pin(glommio::timer::sleep(SHUTDOWN_POLL))).await;
     }
-    for peer in (0..shard.count).filter(|p| *p != shard.id) {
-        let _ = shard
-            .invoke_on(peer, |s| async move {
-                s.peers_drained.set(s.peers_drained.get() + 1);
-                s.peer_drained.notify_all();
-            })
-            .await;
-    }
-    while shard.peers_drained.get() + 1 < shard.count && std::time::Instant::now() < deadline {
-        let wait = Box::pin(shard.peer_drained.notified());
-        let _ = futures::future::select(wait, Box::pin(glommio::timer::sleep(SHUTDOWN_POLL))).await;
-    }
+    super::barrier::arrive_and_wait(shard, |s| &s.peers_drained, Some(deadline)).await;
 }
 
 /// Measures how late the executor wakes a task whose timer fired: the scheduling delay

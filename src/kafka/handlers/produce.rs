@@ -15,10 +15,13 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{now_ms, Context};
+use crate::cluster::Partition;
 use crate::metrics::{self, Stage};
 use crate::raft::Acks;
 use crate::runtime::Shard;
 use crate::storage::batch::{validate_produce, TimestampPolicy};
+use crate::storage::BatchHeader;
+use crate::txn::Verdict;
 
 /// One partition's payload, shipped to its owner shard.
 struct PartitionWrite {
@@ -195,14 +198,63 @@ async fn write_partition(shard: &Rc<Shard>, write: PartitionWrite, acks: Acks) -
         validated.total_bytes as u64,
         validated.record_count.max(0) as u64,
     );
+    // Idempotent producers: refuse zombies and gaps, answer retries with the original
+    // offsets. Checked, appended and recorded in one synchronous step, so a retry that
+    // arrives while the original is still being written is recognised too.
+    let first = BatchHeader::parse(&records).ok();
+    if let Some(header) = &first {
+        match partition.producers.borrow().check(header) {
+            Verdict::Append => {}
+            Verdict::Duplicate(original) => {
+                result.base_offset = original.base_offset;
+                result.log_append_time_ms = if config.log_append_time {
+                    original.append_time_ms
+                } else {
+                    -1
+                };
+                result.log_start_offset = partition.log.log().log_start_offset();
+                return result;
+            }
+            Verdict::StaleEpoch { current } => {
+                result.error = Some((
+                    ResponseError::InvalidProducerEpoch,
+                    format!(
+                        "producer epoch {} is older than {current}",
+                        header.producer_epoch
+                    ),
+                ));
+                return result;
+            }
+            Verdict::OutOfOrder { expected } => {
+                result.error = Some((
+                    ResponseError::OutOfOrderSequenceNumber,
+                    format!("expected sequence {expected}, got {}", header.base_sequence),
+                ));
+                return result;
+            }
+        }
+    }
     // The one copy the design allows before the DMA head chunk: offsets are stamped in place.
     let batches = BytesMut::from(&records[..]);
-    match partition
-        .log
-        .replicate(batches, acks, config.log_append_time, now)
-        .await
-    {
-        Ok(info) => {
+    let appended = partition.log.propose(batches, config.log_append_time, now);
+    let info = match appended {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::error!(topic = %write.topic, partition = write.partition, error = %e, "append failed");
+            result.error = Some((ResponseError::KafkaStorageError, e.to_string()));
+            return result;
+        }
+    };
+    if first.as_ref().is_some_and(|h| h.producer_id >= 0) {
+        record_producer_batches(
+            &partition,
+            &records,
+            info.base_offset,
+            info.log_append_time_ms,
+        );
+    }
+    match partition.log.wait(&info, acks).await {
+        Ok(()) => {
             result.base_offset = info.base_offset;
             result.log_append_time_ms = if config.log_append_time {
                 info.log_append_time_ms
@@ -217,6 +269,23 @@ async fn write_partition(shard: &Rc<Shard>, write: PartitionWrite, acks: Acks) -
         }
     }
     result
+}
+
+/// Remembers every batch of an appended payload in the producer table.
+fn record_producer_batches(
+    partition: &Partition,
+    records: &[u8],
+    base_offset: i64,
+    append_time_ms: i64,
+) {
+    let mut producers = partition.producers.borrow_mut();
+    let mut pos = 0;
+    let mut offset = base_offset;
+    while let Ok(header) = BatchHeader::parse(&records[pos.min(records.len())..]) {
+        producers.record(&header, offset, append_time_ms);
+        offset += i64::from(header.last_offset_delta) + 1;
+        pos += header.total_size_bytes();
+    }
 }
 
 fn build_response(

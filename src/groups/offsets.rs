@@ -1,0 +1,336 @@
+//! Committed offsets: OffsetCommit, OffsetFetch, OffsetDelete, expiry and lag inputs.
+//!
+//! Part of the sans-IO [`Coordinator`]: commits produce offset records for the driver to
+//! append; deletes and expiry produce tombstones.
+
+use std::collections::BTreeMap;
+
+use bytes::Buf;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::Decodable;
+
+use super::coordinator::{
+    Coordinator, Effects, Group, GroupState, COORDINATOR_NOT_AVAILABLE, FENCED_INSTANCE_ID,
+    GROUP_ID_NOT_FOUND, ILLEGAL_GENERATION, INVALID_GROUP_ID, NONE, NON_EMPTY_GROUP,
+    REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
+};
+use super::records::{self, GroupRecord, OffsetValue};
+
+const OFFSET_METADATA_TOO_LARGE: i16 = ResponseError::OffsetMetadataTooLarge.code();
+const GROUP_SUBSCRIBED_TO_TOPIC: i16 = ResponseError::GroupSubscribedToTopic.code();
+
+/// One partition of an OffsetCommit.
+#[derive(Debug, Clone, Default)]
+pub struct CommitPartition {
+    /// The partition.
+    pub partition: i32,
+    /// The next offset to consume.
+    pub offset: i64,
+    /// The leader epoch of the last consumed record (v6+), -1 if unknown.
+    pub leader_epoch: i32,
+    /// The client's metadata string (null is stored as "").
+    pub metadata: Option<String>,
+}
+
+/// An OffsetCommit request, version-independent.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    /// The group.
+    pub group_id: String,
+    /// The member's generation; -1 for commits outside group management.
+    pub generation_id: i32,
+    /// The member id; empty outside group management.
+    pub member_id: String,
+    /// The static instance id (v7+).
+    pub group_instance_id: Option<String>,
+    /// (topic, partitions).
+    pub topics: Vec<(String, Vec<CommitPartition>)>,
+}
+
+/// (topic, [(partition, error)]) per committed topic, in request order.
+pub type CommitReply = Vec<(String, Vec<(i32, i16)>)>;
+
+/// One partition of an OffsetFetch answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    /// The partition.
+    pub partition: i32,
+    /// The committed offset, -1 if none.
+    pub offset: i64,
+    /// The committed leader epoch, -1 if none.
+    pub leader_epoch: i32,
+    /// The committed metadata.
+    pub metadata: String,
+}
+
+/// (topic, partitions) of an OffsetFetch answer.
+pub type FetchReply = Vec<(String, Vec<FetchedOffset>)>;
+
+/// An OffsetDelete answer: a group error and (topic, [(partition, error)]).
+pub type DeleteOffsetsReply = (i16, Vec<(String, Vec<(i32, i16)>)>);
+
+/// A committed offset of one group on one partition, for lag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The group.
+    pub group_id: String,
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The committed offset.
+    pub offset: i64,
+}
+
+impl Coordinator {
+    /// Handles OffsetCommit: validates the member, then stores the offsets (the records come
+    /// out in the effects; the reply must wait for them).
+    pub fn commit_offsets(&mut self, req: CommitRequest, now_ms: i64) -> (CommitReply, Effects) {
+        let mut fx = Effects::default();
+        let all = |error: i16| -> CommitReply {
+            req.topics
+                .iter()
+                .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, error)).collect()))
+                .collect()
+        };
+        if req.group_id.is_empty() {
+            return (all(INVALID_GROUP_ID), fx);
+        }
+        if !self.groups.contains_key(&req.group_id) {
+            if req.generation_id >= 0 {
+                return (all(ILLEGAL_GENERATION), fx);
+            }
+            self.groups
+                .insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
+        }
+        let max_metadata = self.config.offset_metadata_max_bytes;
+        let Some(group) = self.groups.get_mut(&req.group_id) else {
+            return (all(COORDINATOR_NOT_AVAILABLE), fx);
+        };
+        let error = commit_error(group, &req);
+        if error != NONE {
+            return (all(error), fx);
+        }
+        if let Some(m) = group.members.get_mut(&req.member_id) {
+            m.touch(now_ms);
+        }
+        let mut reply = Vec::with_capacity(req.topics.len());
+        for (topic, partitions) in req.topics {
+            let mut results = Vec::with_capacity(partitions.len());
+            for p in partitions {
+                let metadata = p.metadata.unwrap_or_default();
+                if metadata.len() > max_metadata {
+                    results.push((p.partition, OFFSET_METADATA_TOO_LARGE));
+                    continue;
+                }
+                let value = OffsetValue {
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
+                    metadata,
+                    commit_timestamp_ms: now_ms,
+                };
+                fx.records.push(GroupRecord {
+                    key: records::offset_key(&req.group_id, &topic, p.partition),
+                    value: Some(records::offset_value(&value)),
+                });
+                group.offsets.insert((topic.clone(), p.partition), value);
+                results.push((p.partition, NONE));
+            }
+            reply.push((topic, results));
+        }
+        (reply, fx)
+    }
+
+    /// Handles OffsetFetch for one group: `None` asks for every committed partition.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> FetchReply {
+        let group = self.groups.get(group_id);
+        let lookup = |topic: &str, partition: i32| -> FetchedOffset {
+            let found = group.and_then(|g| g.offsets.get(&(topic.to_string(), partition)));
+            match found {
+                Some(v) => FetchedOffset {
+                    partition,
+                    offset: v.offset,
+                    leader_epoch: v.leader_epoch,
+                    metadata: v.metadata.clone(),
+                },
+                None => FetchedOffset {
+                    partition,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                },
+            }
+        };
+        match topics {
+            Some(topics) => topics
+                .iter()
+                .map(|(t, ps)| (t.clone(), ps.iter().map(|p| lookup(t, *p)).collect()))
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<FetchedOffset>> = BTreeMap::new();
+                if let Some(g) = group {
+                    for (topic, partition) in g.offsets.keys() {
+                        by_topic
+                            .entry(topic.clone())
+                            .or_default()
+                            .push(lookup(topic, *partition));
+                    }
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// Handles OffsetDelete: offsets of topics the group still subscribes to stay.
+    pub fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        topics: &[(String, Vec<i32>)],
+    ) -> (DeleteOffsetsReply, Effects) {
+        let mut fx = Effects::default();
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return ((GROUP_ID_NOT_FOUND, Vec::new()), fx);
+        };
+        let subscribed = match group.state {
+            GroupState::Dead => return ((GROUP_ID_NOT_FOUND, Vec::new()), fx),
+            GroupState::Empty => Some(Vec::new()),
+            _ if group.protocol_type.as_deref() == Some("consumer") => subscribed_topics(group),
+            _ => None,
+        };
+        let Some(subscribed) = subscribed else {
+            return ((NON_EMPTY_GROUP, Vec::new()), fx);
+        };
+        let mut out = Vec::with_capacity(topics.len());
+        for (topic, partitions) in topics {
+            let busy = subscribed.iter().any(|s| s == topic);
+            let mut results = Vec::with_capacity(partitions.len());
+            for p in partitions {
+                if busy {
+                    results.push((*p, GROUP_SUBSCRIBED_TO_TOPIC));
+                    continue;
+                }
+                if group.offsets.remove(&(topic.clone(), *p)).is_some() {
+                    fx.records.push(GroupRecord {
+                        key: records::offset_key(group_id, topic, *p),
+                        value: None,
+                    });
+                }
+                results.push((*p, NONE));
+            }
+            out.push((topic.clone(), results));
+        }
+        ((NONE, out), fx)
+    }
+
+    /// Every committed offset on this partition, for lag (high watermark - committed).
+    pub fn committed_offsets(&self) -> Vec<CommittedOffset> {
+        self.groups
+            .values()
+            .flat_map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|((topic, partition), v)| CommittedOffset {
+                        group_id: g.group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: v.offset,
+                    })
+            })
+            .collect()
+    }
+
+    /// Expires offsets of empty groups after the retention (KIP-211): from when the group
+    /// became empty, or from the commit for groups that never had members. A group left
+    /// with nothing is removed and tombstoned.
+    pub(crate) fn expire_offsets(&mut self, now_ms: i64, fx: &mut Effects) {
+        let retention = self.config.offsets_retention_ms;
+        let mut dead = Vec::new();
+        for g in self.groups.values_mut() {
+            if g.state != GroupState::Empty {
+                continue;
+            }
+            let group_base = g.protocol_type.is_some().then_some(g.state_timestamp_ms);
+            let expired: Vec<(String, i32)> = g
+                .offsets
+                .iter()
+                .filter(|(_, v)| now_ms - group_base.unwrap_or(v.commit_timestamp_ms) >= retention)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for (topic, partition) in expired {
+                g.offsets.remove(&(topic.clone(), partition));
+                fx.records.push(GroupRecord {
+                    key: records::offset_key(&g.group_id, &topic, partition),
+                    value: None,
+                });
+            }
+            if g.offsets.is_empty() && g.members.is_empty() {
+                dead.push(g.group_id.clone());
+            }
+        }
+        for id in dead {
+            let had_metadata = self
+                .groups
+                .remove(&id)
+                .is_some_and(|g| g.protocol_type.is_some() || g.generation > 0);
+            if had_metadata {
+                fx.records.push(GroupRecord {
+                    key: records::group_key(&id),
+                    value: None,
+                });
+            }
+            tracing::info!(group = %id, "offsets expired; group removed");
+        }
+    }
+}
+
+/// Kafka's checks before a commit is accepted.
+fn commit_error(group: &Group, req: &CommitRequest) -> i16 {
+    if group.state == GroupState::Dead {
+        return COORDINATOR_NOT_AVAILABLE;
+    }
+    if group.is_static_fenced(req.group_instance_id.as_deref(), &req.member_id) {
+        return FENCED_INSTANCE_ID;
+    }
+    if req.generation_id < 0 && group.state == GroupState::Empty {
+        return NONE;
+    }
+    if !group.members.contains_key(&req.member_id) {
+        return UNKNOWN_MEMBER_ID;
+    }
+    if req.generation_id != group.generation {
+        return ILLEGAL_GENERATION;
+    }
+    match group.state {
+        GroupState::CompletingRebalance => REBALANCE_IN_PROGRESS,
+        _ => NONE,
+    }
+}
+
+/// The topics the members of a consumer group subscribe to, or None if a subscription
+/// does not parse (then the group is treated as using every topic).
+fn subscribed_topics(group: &Group) -> Option<Vec<String>> {
+    let protocol = group.protocol_name.as_deref()?;
+    let mut topics = Vec::new();
+    for m in group.members.values() {
+        let (_, metadata) = m.protocols.iter().find(|(n, _)| n == protocol)?;
+        let mut buf = metadata.clone();
+        if buf.remaining() < 2 {
+            return None;
+        }
+        let version = buf.get_i16();
+        let sub = ConsumerProtocolSubscription::decode(&mut buf, version).ok()?;
+        topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
+    }
+    topics.sort();
+    topics.dedup();
+    Some(topics)
+}
+
+#[cfg(test)]
+#[path = "offsets_tests.rs"]
+mod tests;

@@ -1,0 +1,63 @@
+//! DescribeGroups (key 15), v0-v5: state, protocol, members and assignments of groups.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Context;
+use crate::groups::coordinator::GroupDescription;
+use crate::groups::driver;
+
+fn s(text: String) -> StrBytes {
+    StrBytes::from_string(text)
+}
+
+/// Answers DescribeGroups.
+pub async fn handle(ctx: &Context, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for group_id in &request.groups {
+        let id = group_id.to_string();
+        let gid = id.clone();
+        let outcome = driver::route(&ctx.shard, &id, move |shard, partition| async move {
+            driver::with_coordinator(&shard, partition, move |c, _| {
+                (c.describe(&gid), Default::default())
+            })
+            .await
+        })
+        .await;
+        let described = match outcome {
+            Ok(d) => encode(ctx.version, d),
+            Err(e) => DescribedGroup::default()
+                .with_group_id(group_id.clone())
+                .with_error_code(e.code())
+                .with_group_state(StrBytes::from_static_str("")),
+        };
+        groups.push(described);
+    }
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+fn encode(version: i16, d: GroupDescription) -> DescribedGroup {
+    let members = d
+        .members
+        .into_iter()
+        .map(|m| {
+            let mut member = DescribedGroupMember::default()
+                .with_member_id(s(m.member_id))
+                .with_client_id(s(m.client_id))
+                .with_client_host(s(m.client_host))
+                .with_member_metadata(m.metadata)
+                .with_member_assignment(m.assignment);
+            if version >= 4 {
+                member.group_instance_id = m.group_instance_id.map(s);
+            }
+            member
+        })
+        .collect();
+    DescribedGroup::default()
+        .with_group_id(kafka_protocol::messages::GroupId(s(d.group_id)))
+        .with_group_state(StrBytes::from_static_str(d.state))
+        .with_protocol_type(s(d.protocol_type))
+        .with_protocol_data(s(d.protocol))
+        .with_members(members)
+}

@@ -1,0 +1,151 @@
+//! A raw Kafka connection for tests that need exact requests: one request at a time,
+//! encoded and decoded with the `kafka-protocol` crate at a chosen version.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// A blocking connection sending one request at a time.
+pub struct Conn {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Conn {
+    /// Connects to the broker.
+    pub fn open(addr: std::net::SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect to broker");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("set timeout");
+        Conn {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends one request and returns the decoded response, or an error string when the
+    /// broker closed the connection or the answer does not decode.
+    pub fn call(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &RequestKind,
+    ) -> Result<ResponseKind, String> {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("version-sweep")));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .map_err(|e| format!("encoding request header: {e}"))?;
+        body.encode(&mut buf, version)
+            .map_err(|e| format!("encoding request body: {e}"))?;
+        let size = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&size.to_be_bytes());
+        self.stream
+            .write_all(&buf)
+            .map_err(|e| format!("write: {e}"))?;
+        let mut size = [0u8; 4];
+        self.stream
+            .read_exact(&mut size)
+            .map_err(|e| format!("broker closed the connection or timed out: {e}"))?;
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream
+            .read_exact(&mut frame)
+            .map_err(|e| format!("short response: {e}"))?;
+        let mut frame = Bytes::from(frame);
+        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+            .map_err(|e| format!("response header: {e}"))?;
+        if header.correlation_id != self.correlation_id {
+            return Err(format!(
+                "correlation id {} for request {}",
+                header.correlation_id, self.correlation_id
+            ));
+        }
+        let response = ResponseKind::decode(api, &mut frame, version)
+            .map_err(|e| format!("response body: {e}"))?;
+        if frame.has_remaining() {
+            return Err(format!(
+                "{} trailing bytes after the response",
+                frame.remaining()
+            ));
+        }
+        Ok(response)
+    }
+}
+
+/// A topic name.
+pub fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// One record batch with a single record `k=value`; producer fields as given.
+pub fn batch_with(value: &str, producer_id: i64, producer_epoch: i16, sequence: i32) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence,
+        timestamp: super::now_ms(),
+        key: Some(Bytes::from_static(b"k")),
+        value: Some(Bytes::from(value.to_string())),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}
+
+/// A plain (non-idempotent) batch.
+pub fn record_batch(value: &str) -> Bytes {
+    batch_with(value, -1, -1, -1)
+}
+
+/// Produces `batch` to partition 0 of `topic` with acks=all at `version`; returns
+/// (error code, base offset).
+pub fn produce(conn: &mut Conn, version: i16, topic: &str, batch: Bytes) -> (i16, i64) {
+    let p = produce_request::PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(batch));
+    let t = produce_request::TopicProduceData::default()
+        .with_name(name(topic))
+        .with_partition_data(vec![p]);
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![t]);
+    match conn.call(ApiKey::Produce, version, &RequestKind::Produce(request)) {
+        Ok(ResponseKind::Produce(r)) => {
+            let p = &r.responses[0].partition_responses[0];
+            (p.error_code, p.base_offset)
+        }
+        other => panic!("produce: {other:?}"),
+    }
+}
