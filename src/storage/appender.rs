@@ -11,64 +11,16 @@
 //! shares that sync.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
 use glommio::io::{DmaBuffer, DmaFile};
 
+use crate::runtime::notify::Notify;
 use crate::storage::error::StorageError;
 
 /// Size of one head chunk; a multiple of the file's alignment is used.
 const CHUNK_SIZE_BYTES: u64 = 128 * 1024;
-
-/// Wakes every waiter when a write or sync round ends (no polling loops).
-#[derive(Default)]
-pub(crate) struct Notify {
-    generation: Cell<u64>,
-    wakers: RefCell<Vec<Waker>>,
-}
-
-impl Notify {
-    /// Wakes all current waiters.
-    pub(crate) fn notify_all(&self) {
-        self.generation.set(self.generation.get().wrapping_add(1));
-        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
-        for w in wakers {
-            w.wake();
-        }
-    }
-
-    /// Resolves at the next `notify_all`.
-    pub(crate) fn wait(&self) -> NotifyWait<'_> {
-        NotifyWait {
-            notify: self,
-            generation: self.generation.get(),
-        }
-    }
-}
-
-/// Future returned by [`Notify::wait`].
-pub(crate) struct NotifyWait<'a> {
-    notify: &'a Notify,
-    generation: u64,
-}
-
-impl Future for NotifyWait<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.notify.generation.get() != self.generation {
-            return Poll::Ready(());
-        }
-        let mut wakers = self.notify.wakers.borrow_mut();
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
 
 /// Resets a flag and wakes waiters when a write/sync round ends, even if the
 /// round's future is dropped half way (cancellation must not wedge waiters).
@@ -348,7 +300,7 @@ impl Appender {
                 return Ok(());
             }
             if self.writing.get() {
-                self.notify.wait().await;
+                self.notify.notified().await;
                 continue;
             }
             self.writing.set(true);
@@ -465,7 +417,7 @@ impl Appender {
             }
             if self.syncing.get() {
                 // The running sync may not cover us; re-check when it ends.
-                self.notify.wait().await;
+                self.notify.notified().await;
                 continue;
             }
             self.syncing.set(true);
