@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use ahash::AHashMap;
+use kafka_protocol::error::ResponseError;
 
 use super::image::{MetadataImage, TopicMeta};
 use super::topic_config::TopicConfig;
@@ -44,6 +45,20 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// Checks a client's `current_leader_epoch` (KIP-320; -1 skips the check) against this
+    /// partition's and returns the partition's epoch: an older one is FENCED_LEADER_EPOCH, a
+    /// newer one UNKNOWN_LEADER_EPOCH, so clients refresh metadata as after a leader change.
+    pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Result<i32, ResponseError> {
+        let epoch = self.log.leader_epoch();
+        if current_leader_epoch >= 0 && current_leader_epoch < epoch {
+            return Err(ResponseError::FencedLeaderEpoch);
+        }
+        if current_leader_epoch > epoch {
+            return Err(ResponseError::UnknownLeaderEpoch);
+        }
+        Ok(epoch)
+    }
+
     /// The topic's effective config as this shard last applied it.
     pub fn config(&self) -> TopicConfig {
         self.config.borrow().clone()

@@ -32,7 +32,8 @@ struct ReadSpec {
 
 /// What the owner read.
 struct ReadResult {
-    error: ResponseError,
+    /// The partition's error, if any.
+    error: Option<ResponseError>,
     high_watermark: i64,
     log_start_offset: i64,
     records: Option<Bytes>,
@@ -43,7 +44,7 @@ struct ReadResult {
 impl ReadResult {
     fn error(error: ResponseError) -> ReadResult {
         ReadResult {
-            error,
+            error: Some(error),
             high_watermark: -1,
             log_start_offset: -1,
             records: None,
@@ -116,10 +117,9 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
 
     let mut results = read_all(ctx, &specs).await;
     let available: usize = results.iter().flatten().map(ReadResult::len).sum();
-    let has_error = results.iter().any(|r| {
-        r.as_ref()
-            .is_none_or(|r| r.error != ResponseError::Unknown(0))
-    });
+    let has_error = results
+        .iter()
+        .any(|r| r.as_ref().is_none_or(|r| r.error.is_some()));
     let min_bytes = request.min_bytes.max(0) as usize;
     if request.max_wait_ms > 0 && available < min_bytes && !has_error && !specs.is_empty() {
         let waited = Duration::from_millis(request.max_wait_ms as u64);
@@ -148,7 +148,7 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
                 first = false;
             }
         }
-        data.error_code = result.error.code();
+        data.error_code = result.error.map_or(0, |e| e.code());
         metrics::registry::count_error(1, data.error_code);
         if let Some(records) = &result.records {
             metrics::registry::count_fetched(
@@ -211,25 +211,21 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
     let Some(partition) = shard.partitions.get(&spec.topic, spec.partition) else {
         return ReadResult::error(ResponseError::NotLeaderOrFollower);
     };
-    let epoch = partition.log.leader_epoch();
-    if spec.current_leader_epoch >= 0 && spec.current_leader_epoch < epoch {
-        return ReadResult::error(ResponseError::FencedLeaderEpoch);
-    }
-    if spec.current_leader_epoch > epoch {
-        return ReadResult::error(ResponseError::UnknownLeaderEpoch);
+    if let Err(error) = partition.check_leader_epoch(spec.current_leader_epoch) {
+        return ReadResult::error(error);
     }
     let log = partition.log.log();
     let high_watermark = partition.log.high_watermark();
     let log_start_offset = log.log_start_offset();
     let mut result = ReadResult {
-        error: ResponseError::Unknown(0),
+        error: None,
         high_watermark,
         log_start_offset,
         records: None,
         owner_time: Duration::ZERO,
     };
     if spec.fetch_offset < log_start_offset || spec.fetch_offset > log.log_end_offset() {
-        result.error = ResponseError::OffsetOutOfRange;
+        result.error = Some(ResponseError::OffsetOutOfRange);
         return result;
     }
     if spec.fetch_offset >= high_watermark {
@@ -250,11 +246,11 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
             result.records = Some(concat(fetched.batches, fetched.total_bytes));
         }
         Err(StorageError::OffsetOutOfRange { .. }) => {
-            result.error = ResponseError::OffsetOutOfRange
+            result.error = Some(ResponseError::OffsetOutOfRange)
         }
         Err(e) => {
             tracing::error!(topic = %spec.topic, partition = spec.partition, error = %e, "fetch read failed");
-            result.error = ResponseError::KafkaStorageError;
+            result.error = Some(ResponseError::KafkaStorageError);
         }
     }
     result

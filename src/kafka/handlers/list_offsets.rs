@@ -61,13 +61,7 @@ pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsRe
         let Some(partition) = owner.partitions.get(&lookup.topic, lookup.partition) else {
             return Err(ResponseError::NotLeaderOrFollower);
         };
-        let epoch = partition.log.leader_epoch();
-        if lookup.current_leader_epoch >= 0 && lookup.current_leader_epoch < epoch {
-            return Err(ResponseError::FencedLeaderEpoch);
-        }
-        if lookup.current_leader_epoch > epoch {
-            return Err(ResponseError::UnknownLeaderEpoch);
-        }
+        let epoch = partition.check_leader_epoch(lookup.current_leader_epoch)?;
         let log = partition.log.log();
         let found = match lookup.timestamp {
             LATEST => Some((partition.log.high_watermark(), -1)),

@@ -53,13 +53,7 @@ pub async fn handle(
             let Some(partition) = owner.partitions.get(&topic, index) else {
                 return Err(ResponseError::NotLeaderOrFollower);
             };
-            let epoch = partition.log.leader_epoch();
-            if current >= 0 && current < epoch {
-                return Err(ResponseError::FencedLeaderEpoch);
-            }
-            if current > epoch {
-                return Err(ResponseError::UnknownLeaderEpoch);
-            }
+            let epoch = partition.check_leader_epoch(current)?;
             if wanted >= epoch {
                 // The current epoch ends at the log end.
                 return Ok(Some((epoch, partition.log.log().log_end_offset())));
