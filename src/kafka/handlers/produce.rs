@@ -109,6 +109,8 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
         }
     }
     if let Some(acks) = acks {
+        // Kafka's request timeout bounds the wait for replication (acks=all).
+        let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
         let calls = per_shard
             .into_iter()
             .enumerate()
@@ -117,7 +119,9 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                 let started = Instant::now();
                 let answer = ctx
                     .shard
-                    .invoke_on(target, move |shard| write_on_owner(shard, writes, acks))
+                    .invoke_on(target, move |shard| {
+                        write_on_owner(shard, writes, acks, timeout)
+                    })
                     .await;
                 (started.elapsed(), answer)
             });
@@ -142,13 +146,24 @@ async fn write_on_owner(
     shard: Rc<Shard>,
     writes: Vec<PartitionWrite>,
     acks: Acks,
+    timeout: Duration,
 ) -> (Vec<PartitionResult>, Duration) {
     let started = Instant::now();
-    let results = join_all(writes.into_iter().map(|w| write_partition(&shard, w, acks))).await;
+    let results = join_all(
+        writes
+            .into_iter()
+            .map(|w| write_partition(&shard, w, acks, timeout)),
+    )
+    .await;
     (results, started.elapsed())
 }
 
-async fn write_partition(shard: &Rc<Shard>, write: PartitionWrite, acks: Acks) -> PartitionResult {
+async fn write_partition(
+    shard: &Rc<Shard>,
+    write: PartitionWrite,
+    acks: Acks,
+    timeout: Duration,
+) -> PartitionResult {
     let mut result = PartitionResult {
         topic_index: write.topic_index,
         partition_index: write.partition_index,
@@ -253,8 +268,21 @@ async fn write_partition(shard: &Rc<Shard>, write: PartitionWrite, acks: Acks) -
             info.log_append_time_ms,
         );
     }
-    match partition.log.wait(&info, acks).await {
-        Ok(()) => {
+    let waited =
+        glommio::timer::timeout(timeout, async { Ok(partition.log.wait(&info, acks).await) }).await;
+    match waited {
+        Err(_) => {
+            // Written (and still committing), but not within the client's timeout.
+            result.error = Some((
+                ResponseError::RequestTimedOut,
+                format!("not committed within {} ms", timeout.as_millis()),
+            ));
+        }
+        Ok(Err(e)) => {
+            tracing::error!(topic = %write.topic, partition = write.partition, error = %e, "append failed");
+            result.error = Some((ResponseError::KafkaStorageError, e.to_string()));
+        }
+        Ok(Ok(())) => {
             result.base_offset = info.base_offset;
             result.log_append_time_ms = if config.log_append_time {
                 info.log_append_time_ms
@@ -262,10 +290,6 @@ async fn write_partition(shard: &Rc<Shard>, write: PartitionWrite, acks: Acks) -
                 -1
             };
             result.log_start_offset = partition.log.log().log_start_offset();
-        }
-        Err(e) => {
-            tracing::error!(topic = %write.topic, partition = write.partition, error = %e, "append failed");
-            result.error = Some((ResponseError::KafkaStorageError, e.to_string()));
         }
     }
     result
