@@ -178,6 +178,15 @@ async fn three_consumers_split_six_partitions_and_take_over_on_close() {
     );
 }
 
+/// Waits until a plain bind (no SO_REUSEADDR, as the broker's start-up probe does) succeeds.
+fn wait_port_bindable(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} stayed busy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_survive_kill9_and_restart() {
     let mut broker = Broker::start_with(BROKER_FLAGS);
@@ -196,8 +205,12 @@ async fn committed_offsets_survive_kill9_and_restart() {
     }
     c.commit(&tpl, CommitMode::Sync).expect("commit");
     drop(c);
+    // Let the client close its connections first: sockets the killed broker closes sit in
+    // TIME_WAIT on its port, and the restarted broker's port probe refuses to bind then.
+    std::thread::sleep(Duration::from_millis(500));
 
     broker.kill9();
+    wait_port_bindable(broker.kafka_port, Duration::from_secs(90));
     broker.restart();
 
     let (c, _) = group_consumer(&bs, &group, &[]);

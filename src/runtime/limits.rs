@@ -344,11 +344,22 @@ pub fn probe_named_port_free(name: &'static str, addr: SocketAddr) -> Result<(),
     } else {
         addr
     };
-    match std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(500)) {
-        Ok(_) => Err(LimitsError::PortInUse { name, addr }),
-        Err(_) => Ok(()),
+    // A broker killed a moment ago may still appear to listen: its io_uring instance (with
+    // a pending accept holding the socket) is torn down by the kernel asynchronously after
+    // the process is gone. So only a listener that keeps answering for a while is "in use".
+    for _ in 0..PORT_PROBE_ATTEMPTS {
+        match std::net::TcpStream::connect_timeout(&target, PORT_PROBE_TIMEOUT) {
+            Ok(_) => std::thread::sleep(PORT_PROBE_TIMEOUT),
+            Err(_) => return Ok(()),
+        }
     }
+    Err(LimitsError::PortInUse { name, addr })
 }
+
+/// How many times a port must answer before it counts as taken.
+const PORT_PROBE_ATTEMPTS: usize = 20;
+/// Connect timeout of one probe, and the pause between probes.
+const PORT_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[cfg(test)]
 mod tests {
