@@ -166,7 +166,19 @@ async fn route(shard: &Rc<Shard>, head: &Head) -> Reply {
     let path = head.path.split('?').next().unwrap_or("");
     match path {
         "/metrics" => {
-            let snapshot = gather(shard).await;
+            let mut snapshot = gather(shard).await;
+            snapshot.lag = crate::groups::driver::lag(shard)
+                .await
+                .into_iter()
+                .filter_map(|l| {
+                    l.lag().map(|lag| super::registry::LagGauge {
+                        group: l.committed.group_id.clone(),
+                        topic: l.committed.topic.clone(),
+                        partition: l.committed.partition,
+                        lag,
+                    })
+                })
+                .collect();
             Reply {
                 status: 200,
                 reason: "OK",

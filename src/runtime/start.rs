@@ -213,6 +213,13 @@ async fn shard_main(
         tracing::info!(admin_addr = %config.admin_addr, "admin API ready (/metrics, /v1/status, /v1/partitions, /v1/health)");
         glommio::spawn_local(crate::metrics::admin::serve(shard.clone(), admin)).detach();
     }
+    // Rebuild the group coordinators of this shard's __consumer_offsets partitions now
+    // rather than on first use (requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS).
+    let loader = shard.clone();
+    glommio::spawn_local(async move {
+        let _ = crate::groups::driver::committed_offsets_local(&loader).await;
+    })
+    .detach();
     glommio::spawn_local(watch_for_shutdown(shard.clone())).detach();
     glommio::spawn_local(measure_task_queue_delay(shard.clone())).detach();
     glommio::spawn_local(retention_loop(shard.clone())).detach();
