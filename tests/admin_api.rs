@@ -180,3 +180,55 @@ fn metrics_reflect_traffic_and_lag_and_bad_http_is_refused() {
     assert_eq!(http_raw(broker.admin_port, huge.as_bytes()).0, 431);
     assert_eq!(get(broker.admin_port, "/v1/health").0, 200);
 }
+
+#[test]
+fn slow_requests_are_logged_once_with_their_stages() {
+    let broker = Broker::start_with(&["--slow-request-ms", "50"]);
+    let topic = topic_name("slow");
+    // A fetch that long-polls an empty partition for 500 ms is slow by construction.
+    let c = consumer(
+        &broker.bootstrap(),
+        &[
+            ("fetch.wait.max.ms", "500"),
+            ("auto.offset.reset", "earliest"),
+        ],
+    );
+    let admin = admin(&broker.bootstrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        admin
+            .create_topics(
+                &[rdkafka::admin::NewTopic::new(
+                    &topic,
+                    1,
+                    rdkafka::admin::TopicReplication::Fixed(1),
+                )],
+                &admin_opts(),
+            )
+            .await
+            .expect("create topic");
+    });
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let _ = c.poll(Duration::from_millis(200));
+        let log = std::fs::read_to_string(&broker.log_path).unwrap_or_default();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("slow request") && l.contains("Fetch"))
+        {
+            assert!(
+                line.contains("fetch_long_poll_wait="),
+                "the slow-request line names the stage the time went to: {line}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no slow-request line for a 500 ms long-poll fetch"
+        );
+    }
+}

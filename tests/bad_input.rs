@@ -442,3 +442,43 @@ async fn second_broker_on_same_kafka_port_refuses_to_start() {
     );
     assert_still_serves(&mut b, "a second broker tried the same port").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_connections_is_refused_beyond_the_limit_and_the_broker_keeps_serving() {
+    // Four connections per shard (2 shards).
+    let mut b = Broker::start_with(&["--max-connections", "8"]);
+    let mut flood: Vec<TcpStream> = (0..40).map(|_| connect(&b)).collect();
+    // Connections over the limit are closed by the broker right after accept; the ones
+    // it kept answer ApiVersions.
+    let mut kept = 0;
+    let mut refused = 0;
+    for s in flood.iter_mut() {
+        let request = {
+            let mut buf = BytesMut::new();
+            let header = RequestHeader::default()
+                .with_request_api_key(ApiKey::ApiVersions as i16)
+                .with_request_api_version(0)
+                .with_correlation_id(1);
+            encode_request_header_into_buffer(&mut buf, &header).unwrap();
+            sized(&buf)
+        };
+        let _ = s.write_all(&request);
+        let mut size = [0u8; 4];
+        match s.read_exact(&mut size) {
+            Ok(()) => kept += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        (1..=8).contains(&kept),
+        "{kept} connections were served, limit is 8"
+    );
+    assert!(
+        refused >= 32,
+        "only {refused} of 40 connections were refused"
+    );
+    drop(flood);
+    // Once the flood is gone, new clients are served again.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_still_serves(&mut b, "a flood of connections").await;
+}

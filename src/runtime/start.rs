@@ -72,6 +72,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     crate::metrics::admin::mark_start();
     limits::raise_nofile();
     let config = Arc::new(size_io_memory(config));
+    apply_io_profile(&config);
     let image = Arc::new(load_image(&config)?);
     let term = crate::raft::bump_term(&config.data_dir.join(store::CLUSTER_DIR))?;
     install_signal_handler();
@@ -114,6 +115,37 @@ pub fn run(config: Config) -> Result<(), StartError> {
         None => {
             tracing::info!("sluice stopped cleanly");
             Ok(())
+        }
+    }
+}
+
+/// Sizes the storage engine's write chunks from `io-profile.json` (written by
+/// `sluice iotune`) when the data directory has one: a chunk holds what the disk writes
+/// during one median fdatasync, so while a flush is in flight the next write round fills
+/// whole chunks instead of rewriting a small tail many times. fdatasync needs no coalescing
+/// window: every waiter that arrives during a flush shares the next one.
+fn apply_io_profile(config: &Config) {
+    use crate::storage::appender::{set_chunk_size_bytes, CHUNK_SIZE_BYTES_DEFAULT};
+    match crate::iotune::load_profile(&config.data_dir) {
+        Some(profile) => {
+            let per_sync = profile
+                .seq_write_bytes_per_sec
+                .saturating_mul(profile.fdatasync_latency.p50_ns)
+                / 1_000_000_000;
+            let chunk = set_chunk_size_bytes(per_sync);
+            tracing::info!(
+                fdatasync_p99_us = profile.fdatasync_latency.p99_ns / 1000,
+                seq_write_mib_per_sec = profile.seq_write_bytes_per_sec >> 20,
+                write_chunk_bytes = chunk,
+                "using the measured I/O profile"
+            );
+        }
+        None => {
+            let chunk = set_chunk_size_bytes(CHUNK_SIZE_BYTES_DEFAULT);
+            tracing::info!(
+                write_chunk_bytes = chunk,
+                "no io-profile.json in the data directory (run `sluice iotune`); using default write chunks"
+            );
         }
     }
 }
@@ -198,6 +230,8 @@ async fn shard_main(
     // Every shard recovers before any shard accepts a client, so no request finds a
     // partition still opening on its owner.
     super::barrier::arrive_and_wait(&shard, |s| &s.peers_ready, None).await;
+    // Transaction coordinators load their partitions and start their timeout task.
+    crate::txn::driver::start(&shard);
     let listener = listener::bind(config.kafka_addr)
         .map_err(|e| format!("binding {}: {e}", config.kafka_addr))?;
     tracing::info!(

@@ -19,8 +19,47 @@ use glommio::io::{DmaBuffer, DmaFile};
 use crate::runtime::notify::Notify;
 use crate::storage::error::StorageError;
 
-/// Size of one head chunk; a multiple of the file's alignment is used.
-const CHUNK_SIZE_BYTES: u64 = 128 * 1024;
+/// Default size of one head chunk; a multiple of the file's alignment is used.
+pub const CHUNK_SIZE_BYTES_DEFAULT: u64 = 128 * 1024;
+/// Bounds of the chunk size derived from a measured I/O profile.
+pub const CHUNK_SIZE_BYTES_MIN: u64 = 64 * 1024;
+/// See [`CHUNK_SIZE_BYTES_MIN`].
+pub const CHUNK_SIZE_BYTES_MAX: u64 = 1024 * 1024;
+
+/// The chunk size of this process, fixed once at start-up (before any shard runs) from the
+/// data directory's measured I/O profile; never changed afterwards.
+static CHUNK_SIZE_BYTES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Fixes the head-chunk size for the life of the process (the first call wins). Called by
+/// start-up with the size derived from `io-profile.json`; returns the size in force.
+pub fn set_chunk_size_bytes(bytes: u64) -> u64 {
+    *CHUNK_SIZE_BYTES.get_or_init(|| chunk_size_for(bytes))
+}
+
+/// A wanted chunk size made usable: within the bounds, a power of two.
+pub fn chunk_size_for(bytes: u64) -> u64 {
+    bytes
+        .clamp(CHUNK_SIZE_BYTES_MIN, CHUNK_SIZE_BYTES_MAX)
+        .next_power_of_two()
+        .min(CHUNK_SIZE_BYTES_MAX)
+}
+
+#[cfg(test)]
+mod chunk_size_tests {
+    use super::*;
+
+    #[test]
+    fn profile_derived_chunk_sizes_stay_bounded_powers_of_two() {
+        assert_eq!(chunk_size_for(0), CHUNK_SIZE_BYTES_MIN);
+        assert_eq!(chunk_size_for(100 * 1024), 128 * 1024);
+        assert_eq!(chunk_size_for(u64::MAX), CHUNK_SIZE_BYTES_MAX);
+        // A fast disk (1 GiB/s) with a 200 µs flush: ~200 KiB per flush → 256 KiB chunks.
+        assert_eq!(
+            chunk_size_for((1u64 << 30) * 200_000 / 1_000_000_000),
+            256 * 1024
+        );
+    }
+}
 
 /// Resets a flag and wakes waiters when a write/sync round ends, even if the
 /// round's future is dropped half way (cancellation must not wedge waiters).
@@ -445,5 +484,6 @@ impl Appender {
 }
 
 fn chunk_size(alignment: u64) -> usize {
-    align_up(CHUNK_SIZE_BYTES.max(alignment), alignment) as usize
+    let chunk = *CHUNK_SIZE_BYTES.get_or_init(|| CHUNK_SIZE_BYTES_DEFAULT);
+    align_up(chunk.max(alignment), alignment) as usize
 }

@@ -7,7 +7,7 @@ pub mod batch;
 pub mod error;
 pub mod log;
 
-mod appender;
+pub mod appender;
 mod cache;
 mod dma_open;
 mod index;
