@@ -482,3 +482,14 @@ async fn a_flood_of_connections_is_refused_beyond_the_limit_and_the_broker_keeps
     std::thread::sleep(Duration::from_millis(500));
     assert_still_serves(&mut b, "a flood of connections").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_an_absurd_array_count_is_refused_not_fatal() {
+    // The fuzzer's first find: a Fetch whose topic array claims 4 billion entries.
+    let mut b = Broker::start();
+    let frame = include_bytes!("data/fetch-4-billion-topics.bin");
+    let mut s = connect(&b);
+    s.write_all(&sized(frame)).unwrap();
+    expect_closed(s, "a Fetch claiming 4294967295 topics");
+    assert_still_serves(&mut b, "a Fetch claiming 4294967295 topics").await;
+}

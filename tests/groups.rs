@@ -299,3 +299,165 @@ async fn cooperative_sticky_moves_only_what_it_must() {
     payloads_once(&seen, "c", 120);
     assert_eq!(assigned(&a), a_parts, "a kept its half throughout");
 }
+
+/// Set in a child copy of this test binary: "bootstrap|topic|group" of the group to join.
+const CHILD_CONSUMER_ENV: &str = "SLUICE_TEST_GROUP_CHILD_CONSUMER";
+/// How long a child consumer runs at most if nobody kills it.
+const CHILD_CONSUMER_MAX: Duration = Duration::from_secs(120);
+
+/// Not a test of its own: in a child process started by
+/// `killed_consumer_loses_partitions_after_session_timeout` (which sets
+/// `CHILD_CONSUMER_ENV`) it is the consumer that gets `kill -9`ed; otherwise it does nothing.
+#[test]
+fn child_consumer_process() {
+    let Ok(spec) = std::env::var(CHILD_CONSUMER_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let [bs, topic, group] = parts[..] else {
+        panic!("bad {CHILD_CONSUMER_ENV}: {spec}");
+    };
+    let (c, _) = group_consumer(bs, group, &[]);
+    c.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + CHILD_CONSUMER_MAX;
+    while Instant::now() < deadline {
+        if let Some(Err(e)) = c.poll(Duration::from_millis(100)) {
+            eprintln!("child consumer: {e}");
+        }
+    }
+}
+
+/// Kills the child consumer if the test ends early.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_consumer_loses_partitions_after_session_timeout() {
+    let broker = Broker::start_with(BROKER_FLAGS);
+    let bs = broker.bootstrap();
+    let topic = topic_name("groups-kill");
+    create_topic(&admin(&bs), &topic, 6, &[]).await;
+    let group = topic_name("g-kill");
+    let (a, _) = group_consumer(&bs, &group, &[]);
+    let (b, _) = group_consumer(&bs, &group, &[]);
+    a.subscribe(&[&topic]).unwrap();
+    b.subscribe(&[&topic]).unwrap();
+    // The third member is another process, so it can die without a word (no LeaveGroup).
+    let exe = std::env::current_exe().expect("test binary path");
+    let child = std::process::Command::new(exe)
+        .args(["--exact", "child_consumer_process", "--nocapture"])
+        .env(CHILD_CONSUMER_ENV, format!("{bs}|{topic}|{group}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start child consumer");
+    let mut child = KillOnDrop(child);
+    let mut seen = Seen::new();
+    poll_until(
+        &[&a, &b],
+        &mut seen,
+        "2+2(+2 in the child) assignment",
+        |_| assigned(&a).len() == 2 && assigned(&b).len() == 2,
+    );
+    let child_parts: BTreeSet<i32> = (0..6)
+        .filter(|p| !assigned(&a).contains(p) && !assigned(&b).contains(p))
+        .collect();
+    assert_eq!(child_parts.len(), 2, "the child owns the other two");
+
+    child.0.kill().expect("kill -9 the child consumer");
+    let _ = child.0.wait();
+    let killed_at = Instant::now();
+    poll_until(
+        &[&a, &b],
+        &mut seen,
+        "3+3 assignment after the kill",
+        |_| assigned(&a).len() == 3 && assigned(&b).len() == 3,
+    );
+    let took = killed_at.elapsed();
+    let union: BTreeSet<i32> = assigned(&a).union(&assigned(&b)).copied().collect();
+    assert_eq!(union, (0..6).collect(), "the child's partitions moved");
+    // session.timeout.ms is 6000 and heartbeats come every 500 ms: the member expires
+    // 5.5-6 s after its last heartbeat, not at once (that would be a LeaveGroup).
+    assert!(
+        took >= Duration::from_millis(4500),
+        "moved after {took:?}: before the session timeout"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "moved after {took:?}: long after the session timeout"
+    );
+    produce(&bs, &topic, 6, "k", 60).await;
+    poll_until(&[&a, &b], &mut seen, "60 records", |s| {
+        count_tag(s, "k") >= 60
+    });
+    payloads_once(&seen, "k", 60);
+}
+
+/// ConsumerGroupDescribe (KIP-848) on a classic group answers as Kafka 4.x does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_group_describe_reports_classic_groups_as_not_consumer_groups() {
+    use common::raw::{name, Conn};
+    use kafka_protocol::messages::{
+        offset_commit_request, ApiKey, ConsumerGroupDescribeRequest, GroupId, OffsetCommitRequest,
+        RequestKind, ResponseKind,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let broker = Broker::start_with(BROKER_FLAGS);
+    let topic = topic_name("groups-cgd");
+    create_topic(&admin(&broker.bootstrap()), &topic, 1, &[]).await;
+    let classic = topic_name("g-cgd");
+    let mut conn = Conn::open(broker.addr());
+    // A simple (generation -1) commit creates an empty classic group.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(classic.clone())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name(&topic))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_committed_offset(1),
+                ]),
+        ]);
+    match conn.call(ApiKey::OffsetCommit, 2, &RequestKind::OffsetCommit(commit)) {
+        Ok(ResponseKind::OffsetCommit(r)) => {
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "commit accepted")
+        }
+        other => panic!("OffsetCommit: {other:?}"),
+    }
+    for version in 0..=1 {
+        let ids = [classic.as_str(), "no-such-group"]
+            .map(|g| GroupId(StrBytes::from_string(g.to_string())));
+        let req = ConsumerGroupDescribeRequest::default().with_group_ids(ids.to_vec());
+        let response = conn.call(
+            ApiKey::ConsumerGroupDescribe,
+            version,
+            &RequestKind::ConsumerGroupDescribe(req),
+        );
+        let Ok(ResponseKind::ConsumerGroupDescribe(r)) = response else {
+            panic!("ConsumerGroupDescribe v{version}: {response:?}");
+        };
+        let answers: Vec<(i16, String)> = r
+            .groups
+            .iter()
+            .map(|g| {
+                let message = g.error_message.as_ref().map(|m| m.to_string());
+                (g.error_code, message.unwrap_or_default())
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                (69, format!("Group {classic} is not a consumer group.")),
+                (69, "Group no-such-group not found.".to_string()),
+            ],
+            "v{version}"
+        );
+    }
+}

@@ -188,6 +188,73 @@ fn request(api: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> Opti
             )
         }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        // Transactions: an unknown transactional id gets an error, encoded at every version.
+        ApiKey::AddPartitionsToTxn => {
+            let topics = vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![0]),
+            ];
+            let txn_id = TransactionalId(StrBytes::from_static_str("sweep-txn"));
+            let r = if version >= 4 {
+                AddPartitionsToTxnRequest::default().with_transactions(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(txn_id)
+                        .with_producer_id(ProducerId(1))
+                        .with_topics(topics),
+                ])
+            } else {
+                AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(txn_id)
+                    .with_v3_and_below_producer_id(ProducerId(1))
+                    .with_v3_and_below_topics(topics)
+            };
+            RequestKind::AddPartitionsToTxn(r)
+        }
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("sweep-txn")))
+                .with_producer_id(ProducerId(1))
+                .with_group_id(GroupId(StrBytes::from_static_str("sweep-group"))),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("sweep-txn")))
+                .with_producer_id(ProducerId(1))
+                .with_committed(true),
+        ),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("sweep-txn")))
+                .with_group_id(GroupId(StrBytes::from_static_str("sweep-group")))
+                .with_producer_id(ProducerId(1))
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(name(topic))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_committed_offset(0),
+                        ]),
+                ]),
+        ),
+        ApiKey::WriteTxnMarkers => {
+            RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(424_242))
+                    .with_transaction_result(false)
+                    .with_topics(vec![write_txn_markers_request::WritableTxnMarkerTopic::default()
+                        .with_name(name(topic))
+                        .with_partition_indexes(vec![0])]),
+            ]))
+        }
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(
+                StrBytes::from_static_str("sweep-txn"),
+            )]),
+        ),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(
+            ListTransactionsRequest::default().with_duration_filter(-1),
+        ),
         _ => return None,
     })
 }
@@ -271,6 +338,21 @@ fn check(api: ApiKey, version: i16, topic: &str, response: &ResponseKind) -> Res
         }
         ResponseKind::DescribeLogDirs(r) if r.results.is_empty() => Err("no log dir".into()),
         ResponseKind::DescribeCluster(r) if r.brokers.len() != 1 => Err("no broker".into()),
+        ResponseKind::WriteTxnMarkers(r)
+            if r.markers[0].topics[0].partitions[0].error_code != 0 =>
+        {
+            Err("marker not written".into())
+        }
+        ResponseKind::DescribeTransactions(r) if r.transaction_states[0].error_code != 105 => {
+            Err(format!(
+                "unknown transactional id: error {} (want 105)",
+                r.transaction_states[0].error_code
+            ))
+        }
+        ResponseKind::EndTxn(r) if r.error_code != 49 => Err(format!(
+            "EndTxn for an unknown id: error {} (want 49)",
+            r.error_code
+        )),
         _ => {
             let _ = (api, version);
             Ok(())

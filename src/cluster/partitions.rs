@@ -41,6 +41,9 @@ pub struct Partition {
     pub log: ReplicatedLog,
     /// Idempotent producers' last batches on this partition (rebuilt from the log at open).
     pub producers: RefCell<crate::txn::ProducerStateTable>,
+    /// Open and aborted transactions on this partition (last stable offset, aborted list),
+    /// rebuilt from the log at open.
+    pub txns: RefCell<crate::txn::TxnIndex>,
     config: RefCell<TopicConfig>,
 }
 
@@ -57,6 +60,14 @@ impl Partition {
             return Err(ResponseError::UnknownLeaderEpoch);
         }
         Ok(epoch)
+    }
+
+    /// How far read_committed consumers may read: the first offset of the oldest open
+    /// transaction, capped by the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.txns
+            .borrow()
+            .last_stable_offset(self.log.high_watermark())
     }
 
     /// The topic's effective config as this shard last applied it.
@@ -152,12 +163,13 @@ impl PartitionTable {
                 let log =
                     ReplicatedLog::open(dir, config.log_config(cache_budget_bytes), leader_epoch)
                         .await?;
-                let producers = crate::txn::rebuild_producer_state(log.log()).await?;
+                let (producers, txns) = crate::txn::rebuild_producer_state(log.log()).await?;
                 let partition = Rc::new(Partition {
                     topic: topic.clone(),
                     index,
                     log,
                     producers: RefCell::new(producers),
+                    txns: RefCell::new(txns),
                     config: RefCell::new(config.clone()),
                 });
                 self.partitions

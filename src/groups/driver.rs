@@ -359,7 +359,8 @@ async fn load(partition: &Partition, mut c: Coordinator) -> Result<Coordinator, 
         for batch in data.batches {
             let header = BatchHeader::parse(&batch).map_err(|e| failed(e.to_string()))?;
             next = next.max(header.last_offset() + 1);
-            if header.is_control() {
+            if header.is_control() || crate::txn::hidden_from_committed_readers(partition, &header)
+            {
                 continue;
             }
             let mut bytes = batch.clone();

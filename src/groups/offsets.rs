@@ -46,6 +46,10 @@ pub struct CommitRequest {
     pub group_instance_id: Option<String>,
     /// (topic, partitions).
     pub topics: Vec<(String, Vec<CommitPartition>)>,
+    /// OffsetCommit v2-v4 `retention_time_ms`: these offsets expire this long after the
+    /// commit instead of after `offsets.retention.minutes`. None (or -1 on the wire) keeps
+    /// the broker's retention.
+    pub retention_ms: Option<i64>,
 }
 
 /// (topic, [(partition, error)]) per committed topic, in request order.
@@ -105,6 +109,7 @@ impl Coordinator {
                 .insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
         }
         let max_metadata = self.config.offset_metadata_max_bytes;
+        let expire_at = req.retention_ms.map(|r| now_ms.saturating_add(r));
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return (all(COORDINATOR_NOT_AVAILABLE), fx);
         };
@@ -130,11 +135,22 @@ impl Coordinator {
                     metadata,
                     commit_timestamp_ms: now_ms,
                 };
+                let key = (topic.clone(), p.partition);
+                let encoded = match expire_at {
+                    Some(at) => {
+                        group.offset_expiry.insert(key.clone(), at);
+                        records::offset_value_with_expiry(&value, at)
+                    }
+                    None => {
+                        group.offset_expiry.remove(&key);
+                        records::offset_value(&value)
+                    }
+                };
                 fx.records.push(GroupRecord {
                     key: records::offset_key(&req.group_id, &topic, p.partition),
-                    value: Some(records::offset_value(&value)),
+                    value: Some(encoded),
                 });
-                group.offsets.insert((topic.clone(), p.partition), value);
+                group.offsets.insert(key, value);
                 results.push((p.partition, NONE));
             }
             reply.push((topic, results));
@@ -214,7 +230,7 @@ impl Coordinator {
                     results.push((*p, GROUP_SUBSCRIBED_TO_TOPIC));
                     continue;
                 }
-                if group.offsets.remove(&(topic.clone(), *p)).is_some() {
+                if group.remove_offset(topic, *p) {
                     fx.records.push(GroupRecord {
                         key: records::offset_key(group_id, topic, *p),
                         value: None,
@@ -245,8 +261,9 @@ impl Coordinator {
     }
 
     /// Expires offsets of empty groups after the retention (KIP-211): from when the group
-    /// became empty, or from the commit for groups that never had members. A group left
-    /// with nothing is removed and tombstoned.
+    /// became empty, or from the commit for groups that never had members. Offsets committed
+    /// with an explicit `retention_time_ms` expire at their own time instead, as in Kafka.
+    /// A group left with nothing is removed and tombstoned.
     pub(crate) fn expire_offsets(&mut self, now_ms: i64, fx: &mut Effects) {
         let retention = self.config.offsets_retention_ms;
         let mut dead = Vec::new();
@@ -258,11 +275,14 @@ impl Coordinator {
             let expired: Vec<(String, i32)> = g
                 .offsets
                 .iter()
-                .filter(|(_, v)| now_ms - group_base.unwrap_or(v.commit_timestamp_ms) >= retention)
+                .filter(|(k, v)| match g.offset_expiry.get(*k) {
+                    Some(at) => now_ms >= *at,
+                    None => now_ms - group_base.unwrap_or(v.commit_timestamp_ms) >= retention,
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             for (topic, partition) in expired {
-                g.offsets.remove(&(topic.clone(), partition));
+                g.remove_offset(&topic, partition);
                 fx.records.push(GroupRecord {
                     key: records::offset_key(&g.group_id, &topic, partition),
                     value: None,

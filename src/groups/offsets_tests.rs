@@ -34,6 +34,7 @@ fn commit(group: &str, generation: i32, member: &str, offset: i64) -> CommitRequ
                 metadata: Some("m".into()),
             }],
         )],
+        retention_ms: None,
     }
 }
 
@@ -170,6 +171,53 @@ fn offsets_of_empty_groups_expire_after_retention() {
     assert!(c.fetch_offsets("g", None).is_empty());
     assert!(c.group_state("g").is_none(), "nothing left: group removed");
     assert_eq!(fx.records.len(), 2, "offset and group tombstones");
+}
+
+#[test]
+fn per_commit_retention_time_overrides_broker_retention() {
+    let mut c = coordinator();
+    // Simple groups: 5 s of retention outlives the broker's 1 s; 200 ms does not.
+    let long = CommitRequest {
+        retention_ms: Some(5000),
+        ..commit("long", -1, "", 3)
+    };
+    let short = CommitRequest {
+        retention_ms: Some(200),
+        ..commit("short", -1, "", 4)
+    };
+    let (_, fx) = c.commit_offsets(long, 0);
+    c.commit_offsets(short, 0);
+    c.tick(300);
+    assert!(c.fetch_offsets("short", None).is_empty(), "own retention");
+    c.tick(4000);
+    assert_eq!(c.fetch_offsets("long", None)[0].1[0].offset, 3);
+    // The expiry is stored (offset value v1) and survives a reload.
+    let mut fresh = coordinator();
+    for r in &fx.records {
+        fresh.replay(&r.key, r.value.as_deref(), 0).unwrap();
+    }
+    fresh.tick(4000);
+    assert_eq!(fresh.fetch_offsets("long", None)[0].1[0].offset, 3);
+    for co in [&mut c, &mut fresh] {
+        let fx = co.tick(5000);
+        assert!(co.fetch_offsets("long", None).is_empty());
+        assert_eq!(
+            fx.records.len(),
+            1,
+            "offset tombstone only (no group metadata)"
+        );
+    }
+    // A later commit without retention goes back to the broker's.
+    c.commit_offsets(
+        CommitRequest {
+            retention_ms: Some(200),
+            ..commit("s", -1, "", 1)
+        },
+        6000,
+    );
+    c.commit_offsets(commit("s", -1, "", 2), 6000);
+    c.tick(6500);
+    assert_eq!(c.fetch_offsets("s", None)[0].1[0].offset, 2);
 }
 
 #[test]

@@ -171,6 +171,18 @@ pub fn offset_value(v: &OffsetValue) -> Bytes {
     buf.freeze()
 }
 
+/// An offset commit value with an explicit expiry (v1, as Kafka writes commits made with a
+/// `retention_time_ms`; v1 has no leader epoch).
+pub fn offset_value_with_expiry(v: &OffsetValue, expire_timestamp_ms: i64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(34 + v.metadata.len());
+    buf.put_i16(1);
+    buf.put_i64(v.offset);
+    put_str(&mut buf, &v.metadata);
+    buf.put_i64(v.commit_timestamp_ms);
+    buf.put_i64(expire_timestamp_ms);
+    buf.freeze()
+}
+
 /// A group metadata value (v3).
 pub fn group_value(v: &GroupValue) -> Bytes {
     let mut buf = BytesMut::with_capacity(64);
@@ -267,6 +279,13 @@ pub fn decode_key(key: &[u8]) -> Result<RecordKey, RecordError> {
 
 /// Decodes an offset commit value, versions 0-3.
 pub fn decode_offset_value(value: &[u8]) -> Result<OffsetValue, RecordError> {
+    decode_offset_value_with_expiry(value).map(|(v, _)| v)
+}
+
+/// Decodes an offset commit value, versions 0-3, with its explicit expiry time (v1 only).
+pub fn decode_offset_value_with_expiry(
+    value: &[u8],
+) -> Result<(OffsetValue, Option<i64>), RecordError> {
     let mut r = Reader { data: value, at: 0 };
     let version = r.i16("value version")?;
     if !(0..=3).contains(&version) {
@@ -283,15 +302,18 @@ pub fn decode_offset_value(value: &[u8]) -> Result<OffsetValue, RecordError> {
     };
     let metadata = r.str("metadata")?;
     let commit_timestamp_ms = r.i64("commit_timestamp")?;
-    if version == 1 {
-        r.i64("expire_timestamp")?;
-    }
-    Ok(OffsetValue {
+    let expire_timestamp_ms = if version == 1 {
+        Some(r.i64("expire_timestamp")?)
+    } else {
+        None
+    };
+    let value = OffsetValue {
         offset,
         leader_epoch,
         metadata,
         commit_timestamp_ms,
-    })
+    };
+    Ok((value, expire_timestamp_ms))
 }
 
 /// Decodes a group metadata value, versions 0-3.
@@ -416,6 +438,16 @@ mod tests {
             commit_timestamp_ms: 1000,
         };
         assert_eq!(decode_offset_value(&offset_value(&v)).unwrap(), v);
+        let without_epoch = OffsetValue {
+            leader_epoch: -1,
+            ..v.clone()
+        };
+        let v1 = offset_value_with_expiry(&v, 5000);
+        assert_eq!(&v1[..2], b"\x00\x01");
+        assert_eq!(
+            decode_offset_value_with_expiry(&v1).unwrap(),
+            (without_epoch, Some(5000))
+        );
     }
 
     #[test]

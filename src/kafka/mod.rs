@@ -186,3 +186,30 @@ fn log_slow_request(
         "slow request"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `request_decode` fuzz target: a 111-byte Fetch v12 whose topic array
+    /// claims 4294967295 entries made the decoder allocate ~400 GB and abort the broker.
+    #[test]
+    fn an_array_count_larger_than_the_frame_is_an_error_not_an_abort() {
+        let frame = Bytes::from_static(include_bytes!(
+            "../../tests/data/fetch-4-billion-topics.bin"
+        ));
+        assert!(matches!(decode(frame), Err(DecodeError::Malformed { .. })));
+    }
+
+    #[test]
+    fn frames_too_short_for_a_header_are_errors() {
+        assert!(matches!(
+            decode(Bytes::from_static(&[0, 1, 0])),
+            Err(DecodeError::Truncated(3))
+        ));
+        assert!(matches!(
+            decode(Bytes::from_static(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0])),
+            Err(DecodeError::UnknownApiKey(_))
+        ));
+    }
+}

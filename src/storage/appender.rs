@@ -44,23 +44,6 @@ pub fn chunk_size_for(bytes: u64) -> u64 {
         .min(CHUNK_SIZE_BYTES_MAX)
 }
 
-#[cfg(test)]
-mod chunk_size_tests {
-    use super::*;
-
-    #[test]
-    fn profile_derived_chunk_sizes_stay_bounded_powers_of_two() {
-        assert_eq!(chunk_size_for(0), CHUNK_SIZE_BYTES_MIN);
-        assert_eq!(chunk_size_for(100 * 1024), 128 * 1024);
-        assert_eq!(chunk_size_for(u64::MAX), CHUNK_SIZE_BYTES_MAX);
-        // A fast disk (1 GiB/s) with a 200 µs flush: ~200 KiB per flush → 256 KiB chunks.
-        assert_eq!(
-            chunk_size_for((1u64 << 30) * 200_000 / 1_000_000_000),
-            256 * 1024
-        );
-    }
-}
-
 /// Resets a flag and wakes waiters when a write/sync round ends, even if the
 /// round's future is dropped half way (cancellation must not wedge waiters).
 struct RoundGuard<'a> {
@@ -486,4 +469,21 @@ impl Appender {
 fn chunk_size(alignment: u64) -> usize {
     let chunk = *CHUNK_SIZE_BYTES.get_or_init(|| CHUNK_SIZE_BYTES_DEFAULT);
     align_up(chunk.max(alignment), alignment) as usize
+}
+
+#[cfg(test)]
+mod chunk_size_tests {
+    use super::*;
+
+    #[test]
+    fn profile_derived_chunk_sizes_stay_bounded_powers_of_two() {
+        assert_eq!(chunk_size_for(0), CHUNK_SIZE_BYTES_MIN);
+        assert_eq!(chunk_size_for(100 * 1024), 128 * 1024);
+        assert_eq!(chunk_size_for(u64::MAX), CHUNK_SIZE_BYTES_MAX);
+        // A fast disk (1 GiB/s) with a 200 µs flush: ~200 KiB per flush → 256 KiB chunks.
+        assert_eq!(
+            chunk_size_for((1u64 << 30) * 200_000 / 1_000_000_000),
+            256 * 1024
+        );
+    }
 }

@@ -1,8 +1,16 @@
-//! Exactly-once building blocks: producer ids and per-partition idempotent-producer state.
+//! Exactly-once: producer ids, per-partition idempotent-producer state, the partition side
+//! of transactions (last stable offset, aborted transactions, markers) and the transaction
+//! coordinator (a sans-IO core in [`coordinator`], its per-shard [`driver`]).
 
+pub mod coordinator;
+pub mod driver;
+pub mod markers;
+pub mod partition_txns;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod records;
 
+pub use partition_txns::{AbortedTxn, TxnIndex};
 pub use producer_state::{ProducerStateTable, Verdict};
 
 use crate::storage::{BatchHeader, PartitionLog, StorageError};
@@ -10,12 +18,25 @@ use crate::storage::{BatchHeader, PartitionLog, StorageError};
 /// Bytes read per step when replaying a partition's batch headers.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
-/// Rebuilds a partition's producer state by replaying every stored batch header, so
-/// duplicates are still recognised after a restart.
+/// Whether a stored batch belongs to an aborted or still-open transaction, so readers of
+/// internal topics (the group coordinator loading `__consumer_offsets`) skip it exactly as
+/// a read_committed consumer would.
+pub fn hidden_from_committed_readers(
+    partition: &crate::cluster::Partition,
+    header: &BatchHeader,
+) -> bool {
+    partition.txns.borrow().hides(header)
+}
+
+/// Rebuilds a partition's producer state and transaction index by replaying every stored
+/// batch header (and decoding the markers), so duplicates are still recognised, open
+/// transactions still hold back the last stable offset and aborted ones are still known
+/// after a restart.
 pub async fn rebuild_producer_state(
     log: &PartitionLog,
-) -> Result<ProducerStateTable, StorageError> {
+) -> Result<(ProducerStateTable, TxnIndex), StorageError> {
     let mut table = ProducerStateTable::default();
+    let mut txns = TxnIndex::default();
     let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     while offset < end {
@@ -28,8 +49,14 @@ pub async fn rebuild_producer_state(
                 continue;
             };
             table.record(&header, header.base_offset, header.max_timestamp_ms);
+            txns.on_data(&header);
+            if let Some(marker) = partition_txns::decode_marker(batch) {
+                txns.on_marker(header.producer_id, header.base_offset, marker.commit);
+                table.record_marker(header.producer_id, header.producer_epoch);
+            }
             offset = offset.max(header.last_offset() + 1);
         }
     }
-    Ok(table)
+    txns.prune_below(log.log_start_offset());
+    Ok((table, txns))
 }

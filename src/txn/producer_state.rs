@@ -156,6 +156,26 @@ impl ProducerStateTable {
         });
     }
 
+    /// Notes a transaction marker written with `epoch`: a higher epoch (a fenced or
+    /// timed-out producer) becomes the producer's epoch here, so its zombie batches are
+    /// refused; its sequences restart at 0.
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16) {
+        if producer_id == NO_PRODUCER_ID {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                batches: VecDeque::with_capacity(BATCHES_REMEMBERED_MAX),
+            });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+    }
+
     /// The state of one producer (for tests and DescribeProducers).
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
@@ -248,6 +268,20 @@ mod tests {
         assert_eq!(t.check(&plain), Verdict::Append);
         t.record(&plain, 0, 0);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_marker_with_a_newer_epoch_fences_older_batches() {
+        let mut t = ProducerStateTable::default();
+        t.record(&header(4, 0, 0, 2), 0, 0);
+        t.record_marker(4, 0);
+        assert_eq!(t.check(&header(4, 0, 2, 1)), Verdict::Append);
+        t.record_marker(4, 1);
+        assert_eq!(
+            t.check(&header(4, 0, 2, 1)),
+            Verdict::StaleEpoch { current: 1 }
+        );
+        assert_eq!(t.check(&header(4, 1, 0, 1)), Verdict::Append);
     }
 
     #[test]

@@ -221,11 +221,19 @@ impl Broker {
         file_tail(&self.log_path, 8192)
     }
 
-    /// SIGKILL the broker and reap it.
+    /// SIGKILL the broker and reap it, then wait until its port stops accepting: the
+    /// kernel tears down a dead process's io_uring (and the listener a pending accept holds)
+    /// asynchronously, and a client connecting in that window reaches a dead socket.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline
+                && TcpStream::connect_timeout(&self.addr(), Duration::from_millis(100)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Python and kcat round trips against a real Sluice broker.
 # Starts target/release/sluice (else target/debug/sluice; SLUICE_BIN overrides) on free ports
-# in a temp dir, runs both Python clients and a kcat round trip, then stops the broker with
+# in a temp dir, runs both Python clients (round trips and group consumers that resume from
+# committed offsets), a confluent-kafka transactional round trip and a
+# kcat round trip, then stops the broker with
 # SIGTERM and checks it exits 0. Prints "N passed, N failed" and exits non-zero on failure.
 set -euo pipefail
 
@@ -63,6 +65,9 @@ kcat_roundtrip() {
 
 run confluent-kafka "$PY" "$here/roundtrip_confluent.py" --bootstrap "$bootstrap"
 run kafka-python "$PY" "$here/roundtrip_kafka_python.py" --bootstrap "$bootstrap"
+run confluent-kafka-groups "$PY" "$here/groups_confluent.py" --bootstrap "$bootstrap"
+run kafka-python-groups "$PY" "$here/groups_kafka_python.py" --bootstrap "$bootstrap"
+run confluent-kafka-transactions "$PY" "$here/txn_confluent.py" --bootstrap "$bootstrap"
 if command -v kcat >/dev/null; then run kcat kcat_roundtrip; else echo "FAIL kcat (not installed)"; failed=$((failed+1)); fi
 
 # Clean stop: SIGTERM, exit status 0 within 30 s.

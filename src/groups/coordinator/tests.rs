@@ -1,5 +1,7 @@
 //! Every transition of the classic group state machine, driven with explicit time.
 
+use bytes::Bytes;
+
 use super::*;
 
 const SESSION_MS: i32 = 10_000;
@@ -497,4 +499,96 @@ fn replay_rebuilds_stable_group_and_tombstones_delete() {
     fresh.replay(&record.key, None, 700).unwrap();
     assert!(fresh.group_state("g").is_none());
     assert!(fresh.replay(b"\x00\x07", None, 0).is_err());
+}
+
+/// A and B joined generation 2 of a Stable group; returns (a, b). A is the leader.
+fn two_members_joined(c: &mut Coordinator) -> (String, String) {
+    let a = stable_single(c);
+    let (b, fx) = first_join(c, 10, 0);
+    assert!(join_reply(&fx, 11).is_none());
+    let fx = c.join(20, join_req(&a, &["range"]), 0);
+    assert_eq!(join_reply(&fx, 20).unwrap().generation_id, 2);
+    assert_eq!(c.group_state("g"), Some(GroupState::CompletingRebalance));
+    (a, b)
+}
+
+#[test]
+fn member_that_never_syncs_is_removed_after_rebalance_timeout() {
+    let mut c = Coordinator::new(config(0), 1);
+    let (a, b) = two_members_joined(&mut c);
+    let fx = c.sync(21, sync_req(&a, 2, &[(&a, "1"), (&b, "2")]), 0);
+    assert_eq!(sync_reply(&fx, 21).unwrap().error, NONE);
+    assert_eq!(c.group_state("g"), Some(GroupState::Stable));
+    // B heartbeats (so its session never expires) but never sends SyncGroup.
+    let mut at = 0;
+    while at < i64::from(REBALANCE_MS) - 5000 {
+        at += 5000;
+        assert_eq!(heartbeat(&mut c, &b, 2, at), NONE);
+        assert_eq!(heartbeat(&mut c, &a, 2, at), NONE);
+        c.tick(at);
+        assert_eq!(c.group_state("g"), Some(GroupState::Stable));
+    }
+    assert_eq!(c.next_deadline_ms(), Some(i64::from(REBALANCE_MS)));
+    c.tick(i64::from(REBALANCE_MS));
+    assert_eq!(c.group_state("g"), Some(GroupState::PreparingRebalance));
+    assert_eq!(
+        heartbeat(&mut c, &b, 2, i64::from(REBALANCE_MS) + 1),
+        UNKNOWN_MEMBER_ID
+    );
+    let fx = c.join(30, join_req(&a, &["range"]), i64::from(REBALANCE_MS) + 1);
+    let r = join_reply(&fx, 30).unwrap();
+    assert_eq!((r.generation_id, r.members.len()), (3, 1));
+}
+
+#[test]
+fn leader_that_never_syncs_is_removed_and_waiting_followers_rejoin() {
+    let mut c = Coordinator::new(config(0), 1);
+    let (a, b) = two_members_joined(&mut c);
+    // The follower waits in SyncGroup; the leader only heartbeats.
+    assert!(sync_reply(&c.sync(22, sync_req(&b, 2, &[]), 0), 22).is_none());
+    for at in (5000..i64::from(REBALANCE_MS)).step_by(5000) {
+        assert_eq!(heartbeat(&mut c, &a, 2, at), NONE);
+        assert!(c.tick(at).completions.is_empty());
+    }
+    assert!(c.tick(i64::from(REBALANCE_MS) - 1).completions.is_empty());
+    let fx = c.tick(i64::from(REBALANCE_MS));
+    assert_eq!(sync_reply(&fx, 22).unwrap().error, REBALANCE_IN_PROGRESS);
+    assert_eq!(c.group_state("g"), Some(GroupState::PreparingRebalance));
+    let fx = c.join(30, join_req(&b, &["range"]), i64::from(REBALANCE_MS) + 1);
+    let r = join_reply(&fx, 30).unwrap();
+    assert_eq!((r.generation_id, r.leader.as_str()), (3, b.as_str()));
+}
+
+#[test]
+fn members_that_sync_are_not_timed_out() {
+    let mut c = Coordinator::new(config(0), 1);
+    let (a, b) = two_members_joined(&mut c);
+    c.sync(21, sync_req(&a, 2, &[(&a, "1"), (&b, "2")]), 0);
+    c.sync(22, sync_req(&b, 2, &[]), 100);
+    for at in (5000..=i64::from(REBALANCE_MS) + 5000).step_by(5000) {
+        assert_eq!(heartbeat(&mut c, &a, 2, at), NONE);
+        assert_eq!(heartbeat(&mut c, &b, 2, at), NONE);
+        c.tick(at);
+    }
+    assert_eq!(c.group_state("g"), Some(GroupState::Stable));
+    assert_eq!(c.generation("g"), Some(2));
+}
+
+#[test]
+fn pending_member_that_never_rejoins_stops_blocking_the_rebalance() {
+    let mut c = Coordinator::new(config(0), 1);
+    let a = stable_single(&mut c);
+    // B gets a member id (MEMBER_ID_REQUIRED) but never comes back.
+    let fx = c.join(10, join_req("", &["range"]), 0);
+    let b = join_reply(&fx, 10).unwrap().member_id;
+    // A rejoins with new metadata: the barrier waits for the pending member.
+    let fx = c.join(20, join_req(&a, &["range", "roundrobin"]), 0);
+    assert!(join_reply(&fx, 20).is_none());
+    assert!(c.tick(i64::from(SESSION_MS) - 1).completions.is_empty());
+    assert_eq!(c.next_deadline_ms(), Some(i64::from(SESSION_MS)));
+    let fx = c.tick(i64::from(SESSION_MS));
+    let r = join_reply(&fx, 20).expect("pending member dropped after its session timeout");
+    assert_eq!((r.error, r.generation_id, r.members.len()), (NONE, 2, 1));
+    let late = c.join(30, join_req(&b, &["range"]), i64::from(SESSION_MS) + 1);
+    assert_eq!(join_reply(&late, 30).unwrap().error, UNKNOWN_MEMBER_ID);
 }

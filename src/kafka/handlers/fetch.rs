@@ -1,5 +1,7 @@
-//! Fetch (key 1), v4-v16: read whole batches up to the high watermark; long-poll until
-//! `min_bytes` are available or `max_wait_ms` passes, woken by commits (never by polling).
+//! Fetch (key 1), v4-v16: read whole batches up to the high watermark (read_uncommitted) or
+//! the last stable offset (read_committed, with the aborted transactions of the range so the
+//! client drops their records); long-poll until `min_bytes` are available or `max_wait_ms`
+//! passes, woken by commits (never by polling).
 //!
 //! Sessions (KIP-227) are not kept: every answer is a full, sessionless response
 //! (session id 0), which every client accepts.
@@ -10,8 +12,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::future::{select, select_all, Either};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
@@ -19,6 +23,7 @@ use crate::kafka::route::scatter;
 use crate::metrics::{self, Stage};
 use crate::runtime::Shard;
 use crate::storage::StorageError;
+use crate::txn::AbortedTxn;
 
 /// One partition to read, shipped to its owner shard.
 #[derive(Clone)]
@@ -28,6 +33,8 @@ struct ReadSpec {
     fetch_offset: i64,
     current_leader_epoch: i32,
     max_bytes: usize,
+    /// isolation_level=1: stop at the last stable offset.
+    read_committed: bool,
 }
 
 /// What the owner read.
@@ -35,6 +42,9 @@ struct ReadResult {
     /// The partition's error, if any.
     error: Option<ResponseError>,
     high_watermark: i64,
+    last_stable_offset: i64,
+    /// Aborted transactions overlapping the returned range (read_committed only).
+    aborted: Vec<AbortedTxn>,
     log_start_offset: i64,
     records: Option<Bytes>,
     /// Time spent on the owner shard, to separate the hop from the read.
@@ -46,6 +56,8 @@ impl ReadResult {
         ReadResult {
             error: Some(error),
             high_watermark: -1,
+            last_stable_offset: -1,
+            aborted: Vec::new(),
             log_start_offset: -1,
             records: None,
             owner_time: Duration::ZERO,
@@ -95,6 +107,7 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
                         fetch_offset: p.fetch_offset,
                         current_leader_epoch: p.current_leader_epoch,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        read_committed,
                     };
                     specs.push((ctx.shard.owner_of(&meta.name, p.partition), (ti, pi, spec)));
                 }
@@ -158,7 +171,20 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
             );
         }
         data.high_watermark = result.high_watermark;
-        data.last_stable_offset = result.high_watermark;
+        data.last_stable_offset = result.last_stable_offset;
+        if read_committed {
+            data.aborted_transactions = Some(
+                result
+                    .aborted
+                    .iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect(),
+            );
+        }
         if ctx.version >= 5 {
             data.log_start_offset = result.log_start_offset;
         }
@@ -216,10 +242,18 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
     }
     let log = partition.log.log();
     let high_watermark = partition.log.high_watermark();
+    let last_stable_offset = partition.last_stable_offset();
     let log_start_offset = log.log_start_offset();
+    let upper = if spec.read_committed {
+        last_stable_offset
+    } else {
+        high_watermark
+    };
     let mut result = ReadResult {
         error: None,
         high_watermark,
+        last_stable_offset,
+        aborted: Vec::new(),
         log_start_offset,
         records: None,
         owner_time: Duration::ZERO,
@@ -228,14 +262,11 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
         result.error = Some(ResponseError::OffsetOutOfRange);
         return result;
     }
-    if spec.fetch_offset >= high_watermark {
+    if spec.fetch_offset >= upper {
         return result;
     }
     let started = Instant::now();
-    match log
-        .read(spec.fetch_offset, high_watermark, spec.max_bytes)
-        .await
-    {
+    match log.read(spec.fetch_offset, upper, spec.max_bytes).await {
         Ok(fetched) => {
             let stage = if fetched.from_cache {
                 Stage::FetchReadCache
@@ -243,6 +274,14 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
                 Stage::FetchReadDisk
             };
             metrics::record(stage, started.elapsed());
+            if spec.read_committed {
+                let end = fetched
+                    .batches
+                    .last()
+                    .and_then(|b| crate::storage::BatchHeader::parse(b).ok())
+                    .map_or(upper, |h| h.last_offset() + 1);
+                result.aborted = partition.txns.borrow().aborted_in(spec.fetch_offset, end);
+            }
             result.records = Some(concat(fetched.batches, fetched.total_bytes));
         }
         Err(StorageError::OffsetOutOfRange { .. }) => {
@@ -298,11 +337,16 @@ async fn wait_for_commits(
     specs: &[(usize, (usize, usize, ReadSpec))],
     max_wait: Duration,
 ) {
-    let mut per_shard: Vec<Vec<(String, i32, i64)>> =
+    let mut per_shard: Vec<Vec<(String, i32, i64, bool)>> =
         (0..shard.count).map(|_| Vec::new()).collect();
     for (owner, (_, _, s)) in specs {
         if let Some(group) = per_shard.get_mut(*owner) {
-            group.push((s.topic.clone(), s.partition, s.fetch_offset));
+            group.push((
+                s.topic.clone(),
+                s.partition,
+                s.fetch_offset,
+                s.read_committed,
+            ));
         }
     }
     let waits: Vec<_> = per_shard
@@ -322,21 +366,33 @@ async fn wait_for_commits(
     let _ = select(select_all(waits), deadline).await;
 }
 
-/// Runs on the owner shard: resolves when one partition has data past its fetch offset.
-async fn wait_on_owner(shard: &Rc<Shard>, group: Vec<(String, i32, i64)>, max_wait: Duration) {
+/// Runs on the owner shard: resolves when one partition has data past its fetch offset
+/// (below the last stable offset for read_committed).
+async fn wait_on_owner(
+    shard: &Rc<Shard>,
+    group: Vec<(String, i32, i64, bool)>,
+    max_wait: Duration,
+) {
     let partitions: Vec<_> = group
         .into_iter()
-        .filter_map(|(topic, index, offset)| {
-            shard.partitions.get(&topic, index).map(|p| (p, offset))
+        .filter_map(|(topic, index, offset, committed)| {
+            shard
+                .partitions
+                .get(&topic, index)
+                .map(|p| (p, offset, committed))
         })
         .collect();
     let deadline = glommio::timer::sleep(max_wait);
     futures::pin_mut!(deadline);
     loop {
-        if partitions
-            .iter()
-            .any(|(p, offset)| p.log.high_watermark() > *offset)
-        {
+        if partitions.iter().any(|(p, offset, committed)| {
+            let upper = if *committed {
+                p.last_stable_offset()
+            } else {
+                p.log.high_watermark()
+            };
+            upper > *offset
+        }) {
             return;
         }
         if partitions.is_empty() || shard.shutting_down.get() {
@@ -344,7 +400,7 @@ async fn wait_on_owner(shard: &Rc<Shard>, group: Vec<(String, i32, i64)>, max_wa
         }
         let notified: Vec<_> = partitions
             .iter()
-            .map(|(p, _)| Box::pin(p.log.committed().notified()))
+            .map(|(p, _, _)| Box::pin(p.log.committed().notified()))
             .collect();
         match select(select_all(notified), deadline.as_mut()).await {
             Either::Left(_) => continue,

@@ -2,7 +2,8 @@
 //!
 //! Group coordinators live on this node (every partition of `__consumer_offsets` is led
 //! here); looking one up creates `__consumer_offsets` on first use, as Kafka does.
-//! Transaction coordinators (key type 1) do not exist yet: COORDINATOR_NOT_AVAILABLE.
+//! Transaction coordinators (key type 1) live on this node too; looking one up creates
+//! `__transaction_state` on first use.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -58,10 +59,21 @@ async fn find_one(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
     match key_type {
         KEY_TYPE_GROUP => {}
         KEY_TYPE_TRANSACTION => {
-            return failed(
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not supported yet".into(),
-            )
+            if key.is_empty() {
+                return failed(
+                    ResponseError::InvalidRequest,
+                    "empty transactional id".into(),
+                );
+            }
+            if let Err(e) = crate::txn::driver::locate(&ctx.shard, key.as_str()).await {
+                tracing::warn!(error = %e, "FindCoordinator (transaction)");
+                return failed(
+                    ResponseError::try_from_code(e.code())
+                        .unwrap_or(ResponseError::CoordinatorNotAvailable),
+                    e.to_string(),
+                );
+            }
+            return here(ctx, key);
         }
         other => {
             return failed(
@@ -82,6 +94,11 @@ async fn find_one(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
             .with_error_code(e.code())
             .with_error_message(Some(StrBytes::from_string(e.to_string())));
     }
+    here(ctx, key)
+}
+
+/// This node as the coordinator of `key`.
+fn here(ctx: &Context, key: StrBytes) -> Coordinator {
     let config = &ctx.shard.config;
     Coordinator::default()
         .with_key(key)

@@ -1,4 +1,5 @@
-//! ListOffsets (key 2), v1-v10: earliest, latest, by timestamp, max timestamp.
+//! ListOffsets (key 2), v1-v10: earliest, latest, by timestamp, max timestamp. Latest is the
+//! last stable offset when the request asks for read_committed (isolation level 1, v2+).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -21,11 +22,13 @@ struct Lookup {
     partition: i32,
     timestamp: i64,
     current_leader_epoch: i32,
+    read_committed: bool,
 }
 
 /// Answers ListOffsets.
 pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let image = ctx.shard.image();
+    let read_committed = ctx.version >= 2 && request.isolation_level == 1;
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut items = Vec::new();
     let mut slots = Vec::new();
@@ -47,6 +50,7 @@ pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsRe
                             partition: p.partition_index,
                             timestamp: p.timestamp,
                             current_leader_epoch: p.current_leader_epoch,
+                            read_committed,
                         },
                     ));
                     slots.push((ti, pi));
@@ -64,6 +68,7 @@ pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsRe
         let epoch = partition.check_leader_epoch(lookup.current_leader_epoch)?;
         let log = partition.log.log();
         let found = match lookup.timestamp {
+            LATEST if lookup.read_committed => Some((partition.last_stable_offset(), -1)),
             LATEST => Some((partition.log.high_watermark(), -1)),
             EARLIEST | EARLIEST_LOCAL => Some((log.log_start_offset(), -1)),
             LATEST_TIERED => None,

@@ -62,6 +62,9 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
             None
         },
         topics: known,
+        // v2-v4 carry a per-commit retention; -1 (or any negative) keeps the broker's.
+        retention_ms: ((2..=4).contains(&v) && request.retention_time_ms >= 0)
+            .then_some(request.retention_time_ms),
     };
     let outcome = if commit.topics.is_empty() {
         Ok(Vec::new())

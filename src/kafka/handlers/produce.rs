@@ -268,8 +268,11 @@ async fn write_partition(
             info.log_append_time_ms,
         );
     }
-    let waited =
-        glommio::timer::timeout(timeout, async { Ok(partition.log.wait(&info, acks).await) }).await;
+    let waited = if acks == Acks::All {
+        glommio::timer::timeout(timeout, async { Ok(partition.log.wait(&info, acks).await) }).await
+    } else {
+        Ok(partition.log.wait(&info, acks).await)
+    };
     match waited {
         Err(_) => {
             // Written (and still committing), but not within the client's timeout.
@@ -295,7 +298,9 @@ async fn write_partition(
     result
 }
 
-/// Remembers every batch of an appended payload in the producer table.
+/// Remembers every batch of an appended payload in the producer table, and opens the
+/// producer's transaction on this partition for transactional batches (holding back the
+/// last stable offset until its marker).
 fn record_producer_batches(
     partition: &Partition,
     records: &[u8],
@@ -303,10 +308,13 @@ fn record_producer_batches(
     append_time_ms: i64,
 ) {
     let mut producers = partition.producers.borrow_mut();
+    let mut txns = partition.txns.borrow_mut();
     let mut pos = 0;
     let mut offset = base_offset;
-    while let Ok(header) = BatchHeader::parse(&records[pos.min(records.len())..]) {
+    while let Ok(mut header) = BatchHeader::parse(&records[pos.min(records.len())..]) {
         producers.record(&header, offset, append_time_ms);
+        header.base_offset = offset;
+        txns.on_data(&header);
         offset += i64::from(header.last_offset_delta) + 1;
         pos += header.total_size_bytes();
     }

@@ -1,0 +1,148 @@
+//! TxnOffsetCommit (key 28), v0-v5: consumed offsets as part of a transaction
+//! (`send_offsets_to_transaction`). The transaction coordinator checks the producer (its
+//! epoch, an open transaction); the group coordinator's shard appends the offsets to the
+//! group's `__consumer_offsets` partition as a transactional batch of the producer. They
+//! become visible to OffsetFetch only when the commit marker reaches that partition
+//! (`txn::markers`), and never if the transaction aborts.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use super::{now_ms, Context};
+use crate::groups::records::{offset_key, offset_value, GroupRecord, OffsetValue};
+use crate::groups::{driver as groups, Effects};
+use crate::txn::{driver, markers};
+
+/// Answers TxnOffsetCommit.
+pub async fn handle(ctx: &Context, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let image = ctx.shard.image();
+    let code = commit(ctx, &request, &image).await;
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let meta = image.topic(topic.name.as_str());
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let known = meta.is_some_and(|m| {
+                        p.partition_index >= 0 && p.partition_index < m.partitions
+                    });
+                    let error = if known {
+                        code
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error)
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Checks the producer, then appends the offsets of known partitions; one error code.
+async fn commit(
+    ctx: &Context,
+    request: &TxnOffsetCommitRequest,
+    image: &crate::cluster::MetadataImage,
+) -> i16 {
+    let id = request.transactional_id.to_string();
+    let group = request.group_id.to_string();
+    if id.is_empty() || group.is_empty() {
+        return ResponseError::InvalidRequest.code();
+    }
+    let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
+    let checked = driver::route(
+        &ctx.shard,
+        &id.clone(),
+        move |shard, partition| async move {
+            driver::query(&shard, partition, |c| c.contains(&id, pid, epoch)).await
+        },
+    )
+    .await;
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(code)) if code == ResponseError::ProducerFenced.code() && ctx.version < 2 => {
+            return ResponseError::InvalidProducerEpoch.code()
+        }
+        Ok(Err(code)) => return code,
+        Err(e) => return e.code(),
+    }
+    let now = now_ms();
+    let mut records = Vec::new();
+    for topic in &request.topics {
+        let Some(meta) = image.topic(topic.name.as_str()) else {
+            continue;
+        };
+        for p in &topic.partitions {
+            if p.partition_index < 0 || p.partition_index >= meta.partitions {
+                continue;
+            }
+            let value = OffsetValue {
+                offset: p.committed_offset,
+                leader_epoch: if ctx.version >= 2 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                commit_timestamp_ms: now,
+            };
+            records.push(GroupRecord {
+                key: offset_key(&group, topic.name.as_str(), p.partition_index),
+                value: Some(offset_value(&value)),
+            });
+        }
+    }
+    if records.is_empty() {
+        return 0;
+    }
+    let generation = if ctx.version >= 3 {
+        request.generation_id
+    } else {
+        -1
+    };
+    let outcome = groups::route(
+        &ctx.shard,
+        &group.clone(),
+        move |shard, partition| async move {
+            if generation >= 0 {
+                let current = groups::with_coordinator(&shard, partition, |c, _| {
+                    (c.generation(&group), Effects::default())
+                })
+                .await?;
+                if current != Some(generation) {
+                    return Ok(ResponseError::IllegalGeneration.code());
+                }
+            }
+            Ok(
+                match markers::append_txn_offsets(&shard, partition, pid, epoch, &records).await {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::error!(error = %e, "transactional offsets not written");
+                        ResponseError::CoordinatorNotAvailable.code()
+                    }
+                },
+            )
+        },
+    )
+    .await;
+    outcome.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "TxnOffsetCommit");
+        e.code()
+    })
+}
