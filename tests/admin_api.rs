@@ -142,6 +142,11 @@ fn metrics_reflect_traffic_and_lag_and_bad_http_is_refused() {
     let inf = m["sluice_stage_latency_seconds_bucket{stage=\"produce_commit\",le=\"+Inf\"}"];
     let count = m["sluice_stage_latency_seconds_count{stage=\"produce_commit\"}"];
     assert!(inf >= 10.0 && inf == count, "acks=all commits are measured");
+    assert!(
+        m["sluice_stage_latency_seconds_count{stage=\"fdatasync\"}"] >= 1.0,
+        "fdatasync is measured on its own"
+    );
+    assert!(m["sluice_stage_latency_seconds_count{stage=\"storage_write\"}"] >= 1.0);
     assert_eq!(
         m.get(&format!(
             "sluice_consumer_lag{{group=\"lagging\",topic=\"{topic}\",partition=\"0\"}}"

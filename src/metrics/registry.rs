@@ -45,6 +45,8 @@ stages! {
     FetchReadDisk => "fetch_read_disk", "Reading a partition's batches with DMA reads from disk.";
     FetchWait => "fetch_long_poll_wait", "Time a fetch spent parked waiting for data (max_wait_ms).";
     FetchTotal => "fetch_total", "A whole Fetch request, decode to response ready.";
+    StorageWrite => "storage_write", "One O_DIRECT write round of a segment (all dirty chunks, in parallel).";
+    Fdatasync => "fdatasync", "One fdatasync of a segment file (shared by every waiter of that round).";
     ResponseWrite => "response_write", "Writing a response to the socket once it is next in order.";
     MeshRoundTrip => "mesh_round_trip", "Any cross-shard call, send to reply.";
     TaskQueueDelay => "task_queue_delay", "How late the shard's executor runs a task that became ready (scheduling delay).";

@@ -401,7 +401,10 @@ impl Appender {
                 (pos, len, f.write_at(buf, pos).await)
             }));
         }
-        for (pos, len, res) in futures::future::join_all(writes).await {
+        let started = std::time::Instant::now();
+        let written = futures::future::join_all(writes).await;
+        crate::metrics::record(crate::metrics::Stage::StorageWrite, started.elapsed());
+        for (pos, len, res) in written {
             let n = res.map_err(|e| StorageError::glommio("write", &self.path, e))?;
             if n != len {
                 return Err(StorageError::Corrupt {
@@ -456,7 +459,10 @@ impl Appender {
                 return Ok(());
             };
             self.sync_count.set(self.sync_count.get() + 1);
-            if let Err(e) = file.fdatasync().await {
+            let started = std::time::Instant::now();
+            let synced = file.fdatasync().await;
+            crate::metrics::record(crate::metrics::Stage::Fdatasync, started.elapsed());
+            if let Err(e) = synced {
                 return Err(self.fail(StorageError::glommio("fdatasync", &self.path, e)));
             }
             let mut st = self.state.borrow_mut();
