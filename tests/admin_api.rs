@@ -123,9 +123,29 @@ fn metrics_reflect_traffic_and_lag_and_bad_http_is_refused() {
         .commit(&tpl, CommitMode::Sync)
         .expect("commit offset 4");
 
+    // One request answered with an error code: Metadata for a topic that does not exist
+    // (auto-creation not allowed by the request) is UNKNOWN_TOPIC_OR_PARTITION (3).
+    let mut conn = common::raw::Conn::open(broker.addr());
+    let missing = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+        .with_name(Some(common::raw::name("no-such-topic")));
+    let request = kafka_protocol::messages::MetadataRequest::default()
+        .with_topics(Some(vec![missing]))
+        .with_allow_auto_topic_creation(false);
+    conn.call(
+        kafka_protocol::messages::ApiKey::Metadata,
+        12,
+        &kafka_protocol::messages::RequestKind::Metadata(request),
+    )
+    .expect("metadata");
+
     let (status, body) = get(broker.admin_port, "/metrics");
     assert_eq!(status, 200);
     let m = parse_prometheus(&body);
+    assert_eq!(
+        m.get("sluice_errors_total{api=\"Metadata\",code=\"3\"}"),
+        Some(&1.0),
+        "error codes are counted by API and code"
+    );
     assert!(
         m["sluice_requests_total{api=\"Produce\"}"] >= 10.0,
         "produce requests counted"

@@ -1,5 +1,6 @@
 //! Kafka API glue: decoding a frame, dispatching it to its handler, encoding the answer.
 
+pub mod error_codes;
 pub mod handlers;
 pub mod route;
 pub mod versions;
@@ -157,6 +158,9 @@ pub async fn handle(shard: Rc<Shard>, request: Request) -> Option<Bytes> {
         log_slow_request(&ctx, api_key, correlation_id, elapsed);
     }
     let response = response?;
+    error_codes::for_each_error(&response, |code| {
+        metrics::registry::count_error(api_key as i16, code)
+    });
     let header_version = api_key.response_header_version(version);
     frame_response(correlation_id, header_version, |buf| {
         response.encode(buf, version)

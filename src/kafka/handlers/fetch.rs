@@ -162,7 +162,6 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
             }
         }
         data.error_code = result.error.map_or(0, |e| e.code());
-        metrics::registry::count_error(1, data.error_code);
         if let Some(records) = &result.records {
             metrics::registry::count_fetched(
                 &spec.topic,

@@ -340,7 +340,6 @@ fn build_response(
         partition.error_code = 0;
         if let Some((error, message)) = r.error {
             partition.error_code = error.code();
-            metrics::registry::count_error(0, error.code());
             if version >= 8 {
                 partition.error_message = Some(StrBytes::from_string(message));
             }
