@@ -125,3 +125,52 @@ fn librdkafka_idempotent_producer_delivers_each_record_once() {
     let c = consumer(&broker.bootstrap(), &[]);
     assert_eq!(watermarks(&c, &topic, 0), (0, 200));
 }
+
+#[test]
+fn producer_state_survives_a_restart_through_its_snapshot_even_past_the_log_start() {
+    let mut broker = Broker::start();
+    let topic = topic_name("idem-snapshot");
+    let mut conn = Conn::open(broker.addr());
+    let (pid, epoch) = init_producer_id(&mut conn, -1, -1);
+    let first = batch_with("a", pid, epoch, 0);
+    assert_eq!(
+        produce(&mut conn, PRODUCE_VERSION, &topic, first.clone()),
+        (0, 0)
+    );
+    // Move the log start past the batch: replaying the log alone could no longer see it.
+    let partition = delete_records_request::DeleteRecordsPartition::default()
+        .with_partition_index(0)
+        .with_offset(1);
+    let topic_request = delete_records_request::DeleteRecordsTopic::default()
+        .with_name(common::raw::name(&topic))
+        .with_partitions(vec![partition]);
+    let request = DeleteRecordsRequest::default()
+        .with_topics(vec![topic_request])
+        .with_timeout_ms(10_000);
+    match conn.call(
+        ApiKey::DeleteRecords,
+        2,
+        &RequestKind::DeleteRecords(request),
+    ) {
+        Ok(ResponseKind::DeleteRecords(r)) => {
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+            assert_eq!(r.topics[0].partitions[0].low_watermark, 1);
+        }
+        other => panic!("DeleteRecords: {other:?}"),
+    }
+    // A clean stop writes the snapshot; after the restart the retry is still a duplicate.
+    assert!(broker.terminate().success());
+    broker.restart();
+    let mut conn = Conn::open(broker.addr());
+    assert_eq!(produce(&mut conn, PRODUCE_VERSION, &topic, first), (0, 0));
+    assert_eq!(
+        produce(
+            &mut conn,
+            PRODUCE_VERSION,
+            &topic,
+            batch_with("b", pid, epoch, 1)
+        ),
+        (0, 1),
+        "the next sequence continues from the snapshot"
+    );
+}

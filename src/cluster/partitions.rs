@@ -1,6 +1,6 @@
 //! The partitions a shard owns, and which shard owns which partition.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -45,6 +45,10 @@ pub struct Partition {
     /// rebuilt from the log at open.
     pub txns: RefCell<crate::txn::TxnIndex>,
     config: RefCell<TopicConfig>,
+    /// The partition's directory (segments, snapshots).
+    pub dir: PathBuf,
+    /// Log end offset of the last producer-state snapshot written.
+    snapshot_offset: Cell<i64>,
 }
 
 impl Partition {
@@ -68,6 +72,16 @@ impl Partition {
         self.txns
             .borrow()
             .last_stable_offset(self.log.high_watermark())
+    }
+
+    /// Snapshots the producer state and transaction index if the partition is quiet and
+    /// moved since the last snapshot, so a restart replays only what came after.
+    pub async fn snapshot_producer_state(&self) {
+        if let Some(offset) =
+            crate::txn::snapshot_if_quiet(self, self.dir.clone(), self.snapshot_offset.get()).await
+        {
+            self.snapshot_offset.set(offset);
+        }
     }
 
     /// The topic's effective config as this shard last applied it.
@@ -160,10 +174,13 @@ impl PartitionTable {
                     continue;
                 }
                 let dir = partition_dir(data_dir, &topic.name, index);
-                let log =
-                    ReplicatedLog::open(dir, config.log_config(cache_budget_bytes), leader_epoch)
-                        .await?;
-                let (producers, txns) = crate::txn::rebuild_producer_state(log.log()).await?;
+                let log = ReplicatedLog::open(
+                    dir.clone(),
+                    config.log_config(cache_budget_bytes),
+                    leader_epoch,
+                )
+                .await?;
+                let (producers, txns) = crate::txn::rebuild_producer_state(log.log(), &dir).await?;
                 let partition = Rc::new(Partition {
                     topic: topic.clone(),
                     index,
@@ -171,6 +188,8 @@ impl PartitionTable {
                     producers: RefCell::new(producers),
                     txns: RefCell::new(txns),
                     config: RefCell::new(config.clone()),
+                    dir,
+                    snapshot_offset: Cell::new(-1),
                 });
                 self.partitions
                     .borrow_mut()
@@ -197,7 +216,9 @@ impl PartitionTable {
         for partition in self.all() {
             if let Err(e) = partition.log.close().await {
                 tracing::error!(topic = %partition.topic.name, partition = partition.index, error = %e, "flush at shutdown failed");
+                continue;
             }
+            partition.snapshot_producer_state().await;
         }
     }
 }

@@ -303,6 +303,7 @@ async fn retention_loop(shard: Rc<Shard>) {
         }
         let now = crate::kafka::handlers::now_ms();
         for partition in shard.partitions.all() {
+            partition.snapshot_producer_state().await;
             match partition.log.log().enforce_retention(now).await {
                 Ok(0) => {}
                 Ok(bytes) => {

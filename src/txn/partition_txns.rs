@@ -19,7 +19,7 @@ pub const MARKER_TYPE_COMMIT: i16 = 1;
 
 /// One aborted transaction on a partition: the producer and the offsets from its first
 /// record to its abort marker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AbortedTxn {
     /// The producer whose records in `[first_offset, last_offset]` are aborted.
     pub producer_id: i64,
@@ -113,6 +113,23 @@ impl TxnIndex {
     /// Forgets aborted transactions wholly below the log start offset (retention).
     pub fn prune_below(&mut self, log_start_offset: i64) {
         self.aborted.retain(|a| a.last_offset >= log_start_offset);
+    }
+
+    /// The open transactions (producer id, first offset) and the aborted list, for a
+    /// snapshot.
+    pub fn parts(&self) -> (Vec<(i64, i64)>, Vec<AbortedTxn>) {
+        (
+            self.ongoing.iter().map(|(p, o)| (*p, *o)).collect(),
+            self.aborted.clone(),
+        )
+    }
+
+    /// Rebuilds the index from a snapshot's parts.
+    pub fn from_parts(ongoing: Vec<(i64, i64)>, aborted: Vec<AbortedTxn>) -> TxnIndex {
+        TxnIndex {
+            ongoing: ongoing.into_iter().collect(),
+            aborted,
+        }
     }
 
     /// Number of open transactions (metrics, tests).

@@ -20,7 +20,7 @@ pub const BATCHES_REMEMBERED_MAX: usize = 5;
 pub const NO_PRODUCER_ID: i64 = -1;
 
 /// One appended batch, remembered to detect its retries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchRecord {
     /// Sequence of the batch's first record.
     pub first_sequence: i32,
@@ -33,7 +33,7 @@ pub struct BatchRecord {
 }
 
 /// What one producer id last did on this partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProducerEntry {
     /// The producer epoch of the remembered batches.
     pub epoch: i16,
@@ -173,6 +173,21 @@ impl ProducerStateTable {
         if epoch > entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
+        }
+    }
+
+    /// Every producer's state, for a snapshot.
+    pub fn entries(&self) -> Vec<(i64, ProducerEntry)> {
+        self.producers
+            .iter()
+            .map(|(id, entry)| (*id, entry.clone()))
+            .collect()
+    }
+
+    /// Rebuilds the table from a snapshot's entries.
+    pub fn from_entries(entries: Vec<(i64, ProducerEntry)>) -> ProducerStateTable {
+        ProducerStateTable {
+            producers: entries.into_iter().collect(),
         }
     }
 
