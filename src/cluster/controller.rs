@@ -74,6 +74,53 @@ impl Default for Controller {
     }
 }
 
+/// Creates an internal, compacted topic (`__consumer_offsets`, `__transaction_state`) on
+/// first use, as Kafka does, and returns its partition count.
+pub async fn ensure_internal_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i32,
+    segment_bytes: u64,
+) -> Result<i32, OpError> {
+    if let Some(t) = shard.image().topic(name) {
+        return Ok(t.partitions);
+    }
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        // Compaction is not enforced yet: time retention must not delete this state.
+        ("retention.ms".to_string(), "-1".to_string()),
+        ("segment.bytes".to_string(), segment_bytes.to_string()),
+    ]);
+    let topic = NewTopic {
+        name: name.to_string(),
+        partitions,
+        replication_factor: -1,
+        configs,
+        internal: true,
+    };
+    for result in Controller::create_topics(shard, vec![topic], false).await? {
+        match result {
+            Ok(t) => tracing::info!(
+                topic = name,
+                partitions = t.partitions,
+                "created internal topic"
+            ),
+            Err(e) if e.error == ResponseError::TopicAlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    shard
+        .image()
+        .topic(name)
+        .map(|t| t.partitions)
+        .ok_or_else(|| {
+            OpError::new(
+                ResponseError::UnknownServerError,
+                format!("{name} is not in the metadata image after creation"),
+            )
+        })
+}
+
 /// Checks a topic name against Kafka's rules.
 pub fn validate_topic_name(name: &str) -> Result<(), OpError> {
     let bad = |why: &str| {

@@ -10,7 +10,6 @@
 //! no slot for it yet; only this shard's tasks ever see it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -23,7 +22,6 @@ use super::coordinator::{Completion, Coordinator, CoordinatorConfig, Effects, To
 use super::offsets::CommittedOffset;
 use super::records::build_batch;
 use super::{partition_for, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS, OFFSETS_TOPIC_SEGMENT_BYTES};
-use crate::cluster::controller::{Controller, NewTopic};
 use crate::cluster::Partition;
 use crate::kafka::handlers::now_ms;
 use crate::raft::Acks;
@@ -148,44 +146,14 @@ async fn tick_loop(shard: Rc<Shard>, groups: Rc<ShardGroups>) {
 
 /// Creates `__consumer_offsets` if it does not exist (Kafka creates it on first use).
 pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<i32, GroupError> {
-    if let Some(t) = shard.image().topic(OFFSETS_TOPIC) {
-        return Ok(t.partitions);
-    }
-    let configs = BTreeMap::from([
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        // Compaction is not enforced yet: time retention must not delete group state.
-        ("retention.ms".to_string(), "-1".to_string()),
-        (
-            "segment.bytes".to_string(),
-            OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
-        ),
-    ]);
-    let topic = NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: OFFSETS_TOPIC_PARTITIONS,
-        replication_factor: -1,
-        configs,
-        internal: true,
-    };
-    match Controller::create_topics(shard, vec![topic], false).await {
-        Ok(results) => {
-            for r in results {
-                match r {
-                    Ok(t) => {
-                        tracing::info!(partitions = t.partitions, "created __consumer_offsets")
-                    }
-                    Err(e) if e.error == ResponseError::TopicAlreadyExists => {}
-                    Err(e) => return Err(GroupError::NoTopic(e.message)),
-                }
-            }
-        }
-        Err(e) => return Err(GroupError::NoTopic(e.message)),
-    }
-    shard
-        .image()
-        .topic(OFFSETS_TOPIC)
-        .map(|t| t.partitions)
-        .ok_or_else(|| GroupError::NoTopic("not in the metadata image after creation".into()))
+    crate::cluster::controller::ensure_internal_topic(
+        shard,
+        OFFSETS_TOPIC,
+        OFFSETS_TOPIC_PARTITIONS,
+        OFFSETS_TOPIC_SEGMENT_BYTES as u64,
+    )
+    .await
+    .map_err(|e| GroupError::NoTopic(e.message))
 }
 
 /// The `__consumer_offsets` partition of a group and the shard that owns it.

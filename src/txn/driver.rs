@@ -14,7 +14,6 @@
 //! and only this shard's tasks ever see it.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -25,7 +24,6 @@ use kafka_protocol::error::ResponseError;
 use super::coordinator::{Effects, MarkerJob, TxnCoordinator};
 use super::markers::{write_markers, MarkerWrite};
 use super::records::{build_batch, TxnRecord};
-use crate::cluster::controller::{Controller, NewTopic};
 use crate::cluster::Partition;
 use crate::kafka::handlers::now_ms;
 use crate::raft::Acks;
@@ -191,44 +189,14 @@ async fn tick_partition(shard: &Rc<Shard>, txns: &Rc<ShardTxns>, partition: i32)
 
 /// Creates `__transaction_state` if it does not exist (Kafka creates it on first use).
 pub async fn ensure_state_topic(shard: &Rc<Shard>) -> Result<i32, TxnError> {
-    if let Some(t) = shard.image().topic(TRANSACTION_STATE_TOPIC) {
-        return Ok(t.partitions);
-    }
-    let configs = BTreeMap::from([
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        // Compaction is not enforced yet: time retention must not delete transaction state.
-        ("retention.ms".to_string(), "-1".to_string()),
-        (
-            "segment.bytes".to_string(),
-            TRANSACTION_STATE_SEGMENT_BYTES.to_string(),
-        ),
-    ]);
-    let topic = NewTopic {
-        name: TRANSACTION_STATE_TOPIC.to_string(),
-        partitions: TRANSACTION_STATE_PARTITIONS,
-        replication_factor: -1,
-        configs,
-        internal: true,
-    };
-    match Controller::create_topics(shard, vec![topic], false).await {
-        Ok(results) => {
-            for r in results {
-                match r {
-                    Ok(t) => {
-                        tracing::info!(partitions = t.partitions, "created __transaction_state")
-                    }
-                    Err(e) if e.error == ResponseError::TopicAlreadyExists => {}
-                    Err(e) => return Err(TxnError::NoTopic(e.message)),
-                }
-            }
-        }
-        Err(e) => return Err(TxnError::NoTopic(e.message)),
-    }
-    shard
-        .image()
-        .topic(TRANSACTION_STATE_TOPIC)
-        .map(|t| t.partitions)
-        .ok_or_else(|| TxnError::NoTopic("not in the metadata image after creation".into()))
+    crate::cluster::controller::ensure_internal_topic(
+        shard,
+        TRANSACTION_STATE_TOPIC,
+        TRANSACTION_STATE_PARTITIONS,
+        TRANSACTION_STATE_SEGMENT_BYTES as u64,
+    )
+    .await
+    .map_err(|e| TxnError::NoTopic(e.message))
 }
 
 /// The `__transaction_state` partition of a transactional id and the shard owning it.
