@@ -381,23 +381,35 @@ pub fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError> {
 
 /// Encodes records as one uncompressed Kafka v2 record batch (offsets are stamped by the log).
 pub fn build_batch(records: &[GroupRecord], now_ms: i64) -> Result<BytesMut, String> {
+    build_batch_as(records, None, now_ms)
+}
+
+/// Like [`build_batch`]; with `Some((producer_id, epoch))` the batch is transactional (a
+/// TxnOffsetCommit's offsets, visible only once the commit marker lands).
+pub fn build_batch_as(
+    records: &[GroupRecord],
+    producer: Option<(i64, i16)>,
+    now_ms: i64,
+) -> Result<BytesMut, String> {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder keeps records in one batch while offset - sequence is constant;
-            // this makes the batch's base sequence -1 (no idempotence), as Kafka writes it.
+            // this makes the batch's base sequence -1 (not tracked by the idempotence
+            // table), as Kafka writes it.
             sequence: i as i32 - 1,
             timestamp: now_ms,
             key: Some(r.key.clone()),

@@ -10,7 +10,7 @@
 
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
 use super::partition_txns::marker_batch;
@@ -203,7 +203,8 @@ pub async fn append_txn_offsets(
         .get(OFFSETS_TOPIC, index)
         .ok_or_else(|| format!("{OFFSETS_TOPIC}/{index} is not served here"))?;
     let now = now_ms();
-    let batch = transactional_batch(records, producer_id, producer_epoch, now)?;
+    let batch =
+        crate::groups::records::build_batch_as(records, Some((producer_id, producer_epoch)), now)?;
     let mut header = BatchHeader::parse(&batch).map_err(|e| e.to_string())?;
     let info = partition
         .log
@@ -216,42 +217,4 @@ pub async fn append_txn_offsets(
         .wait(&info, Acks::All)
         .await
         .map_err(|e| e.to_string())
-}
-
-fn transactional_batch(
-    records: &[GroupRecord],
-    producer_id: i64,
-    producer_epoch: i16,
-    now_ms: i64,
-) -> Result<BytesMut, String> {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // Base sequence -1: not tracked by the idempotence table, as Kafka writes it.
-            sequence: i as i32 - 1,
-            timestamp: now_ms,
-            key: Some(r.key.clone()),
-            value: r.value.clone(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| e.to_string())?;
-    Ok(buf)
 }
