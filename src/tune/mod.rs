@@ -414,6 +414,8 @@ pub fn run(args: &TuneArgs) -> u8 {
     match run_with(args, &mut std::io::stdout().lock()) {
         Ok(true) => 1,
         Ok(false) => 0,
+        // The reader went away (`sluice tune --json | head`): not our failure.
+        Err(TuneError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
             eprintln!("sluice tune: {e}");
             2
