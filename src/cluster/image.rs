@@ -28,6 +28,11 @@ pub struct TopicMeta {
 }
 
 impl TopicMeta {
+    /// Whether `index` names one of this topic's partitions.
+    pub fn has_partition(&self, index: i32) -> bool {
+        (0..self.partitions).contains(&index)
+    }
+
     /// The effective typed config of this topic.
     pub fn config(&self) -> TopicConfig {
         TopicConfig::from_entries(&self.configs)

@@ -117,6 +117,16 @@ impl PartitionTable {
             .collect()
     }
 
+    /// The indexes of `topic`'s partitions this shard owns (the coordinators of internal
+    /// topics serve exactly these).
+    pub fn indexes_of(&self, topic: &str) -> Vec<i32> {
+        self.partitions
+            .borrow()
+            .get(topic)
+            .map(|t| t.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Number of partitions this shard owns.
     pub fn len(&self) -> usize {
         self.partitions.borrow().values().map(|t| t.len()).sum()

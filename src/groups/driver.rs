@@ -357,12 +357,9 @@ async fn load(partition: &Partition, mut c: Coordinator) -> Result<Coordinator, 
 /// the partitions that are ready.
 async fn load_all_local(shard: &Rc<Shard>, groups: &ShardGroups) -> Vec<i32> {
     let mut ready = Vec::new();
-    for p in shard.partitions.all() {
-        if p.topic.name != OFFSETS_TOPIC {
-            continue;
-        }
-        match ensure_loaded(shard, groups, p.index).await {
-            Ok(()) => ready.push(p.index),
+    for index in shard.partitions.indexes_of(OFFSETS_TOPIC) {
+        match ensure_loaded(shard, groups, index).await {
+            Ok(()) => ready.push(index),
             Err(e) => tracing::warn!(error = %e, "group coordinator not ready"),
         }
     }

@@ -126,13 +126,7 @@ async fn tick_loop(shard: Rc<Shard>, txns: Rc<ShardTxns>) {
         if shard.shutting_down.get() {
             return;
         }
-        let local: Vec<i32> = shard
-            .partitions
-            .all()
-            .iter()
-            .filter(|p| p.topic.name == TRANSACTION_STATE_TOPIC)
-            .map(|p| p.index)
-            .collect();
+        let local: Vec<i32> = shard.partitions.indexes_of(TRANSACTION_STATE_TOPIC);
         for partition in local {
             if let Err(e) = ensure_loaded(&shard, &txns, partition).await {
                 tracing::warn!(error = %e, "transaction coordinator not ready");
@@ -275,13 +269,7 @@ pub async fn query_local<T>(
     shard: &Rc<Shard>,
     mut f: impl FnMut(&TxnCoordinator) -> Vec<T>,
 ) -> Vec<T> {
-    let local: Vec<i32> = shard
-        .partitions
-        .all()
-        .iter()
-        .filter(|p| p.topic.name == TRANSACTION_STATE_TOPIC)
-        .map(|p| p.index)
-        .collect();
+    let local: Vec<i32> = shard.partitions.indexes_of(TRANSACTION_STATE_TOPIC);
     let mut out = Vec::new();
     for partition in local {
         match query(shard, partition, &mut f).await {

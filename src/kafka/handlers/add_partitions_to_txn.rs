@@ -47,7 +47,7 @@ async fn one(ctx: &Context, txn: AddPartitionsToTxnTransaction) -> AddPartitions
     for topic in &txn.topics {
         let meta = image.topic(topic.name.as_str());
         for p in &topic.partitions {
-            if !meta.is_some_and(|m| *p >= 0 && *p < m.partitions) {
+            if !meta.is_some_and(|m| m.has_partition(*p)) {
                 unknown = true;
             }
             partitions.push((topic.name.to_string(), *p));
@@ -124,7 +124,7 @@ fn topic_results(
                 .iter()
                 .map(|p| {
                     let error = code.unwrap_or_else(|| {
-                        if meta.is_some_and(|m| *p >= 0 && *p < m.partitions) {
+                        if meta.is_some_and(|m| m.has_partition(*p)) {
                             ResponseError::OperationNotAttempted.code()
                         } else {
                             ResponseError::UnknownTopicOrPartition.code()

@@ -24,7 +24,7 @@ pub async fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecor
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
             match meta {
-                Some(meta) if p.partition_index >= 0 && p.partition_index < meta.partitions => {
+                Some(meta) if meta.has_partition(p.partition_index) => {
                     items.push((
                         ctx.shard.owner_of(&meta.name, p.partition_index),
                         (meta.name.clone(), p.partition_index, p.offset),

@@ -27,7 +27,7 @@ pub async fn handle(ctx: &Context, request: DescribeLogDirsRequest) -> DescribeL
                     wanted.extend(
                         t.partitions
                             .into_iter()
-                            .filter(|p| *p >= 0 && *p < meta.partitions)
+                            .filter(|p| meta.has_partition(*p))
                             .map(|p| (meta.name.clone(), p)),
                     );
                 }

@@ -100,7 +100,7 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
                 // Clients expect an empty record set, never a null one.
                 .with_records(Some(Bytes::new()));
             match meta {
-                Some(meta) if p.partition >= 0 && p.partition < meta.partitions => {
+                Some(meta) if meta.has_partition(p.partition) => {
                     let spec = ReadSpec {
                         topic: meta.name.clone(),
                         partition: p.partition,

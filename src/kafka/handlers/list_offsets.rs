@@ -42,7 +42,7 @@ pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsRe
                 .with_offset(-1)
                 .with_leader_epoch(-1);
             match meta {
-                Some(meta) if p.partition_index >= 0 && p.partition_index < meta.partitions => {
+                Some(meta) if meta.has_partition(p.partition_index) => {
                     items.push((
                         ctx.shard.owner_of(&meta.name, p.partition_index),
                         Lookup {

@@ -30,8 +30,7 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
         let mut slots = Vec::new();
         let mut accepted = Vec::new();
         for p in &topic.partitions {
-            let exists =
-                meta.is_some_and(|m| p.partition_index >= 0 && p.partition_index < m.partitions);
+            let exists = meta.is_some_and(|m| m.has_partition(p.partition_index));
             if !exists {
                 slots.push((
                     p.partition_index,

@@ -28,7 +28,7 @@ pub async fn handle(
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
             match meta {
-                Some(meta) if p.partition >= 0 && p.partition < meta.partitions => {
+                Some(meta) if meta.has_partition(p.partition) => {
                     items.push((
                         ctx.shard.owner_of(&meta.name, p.partition),
                         (

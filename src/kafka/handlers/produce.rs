@@ -57,7 +57,7 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
     let mut skeleton: Vec<TopicProduceResponse> = Vec::with_capacity(names.len());
     for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
         let name = &names[topic_index];
-        let known = image.topic(name).map(|t| t.partitions);
+        let known = image.topic(name);
         skeleton.push(
             TopicProduceResponse::default()
                 .with_name(topic.name.clone())
@@ -92,7 +92,7 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                 continue;
             }
             match known {
-                Some(count) if data.index >= 0 && data.index < count => {
+                Some(meta) if meta.has_partition(data.index) => {
                     per_shard[ctx.shard.owner_of(name, data.index)].push(PartitionWrite {
                         topic_index,
                         partition_index,

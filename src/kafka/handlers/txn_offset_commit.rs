@@ -29,9 +29,7 @@ pub async fn handle(ctx: &Context, request: TxnOffsetCommitRequest) -> TxnOffset
                 .partitions
                 .iter()
                 .map(|p| {
-                    let known = meta.is_some_and(|m| {
-                        p.partition_index >= 0 && p.partition_index < m.partitions
-                    });
+                    let known = meta.is_some_and(|m| m.has_partition(p.partition_index));
                     let error = if known {
                         code
                     } else {
