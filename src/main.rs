@@ -35,7 +35,7 @@ fn start_broker(start: StartArgs) -> ExitCode {
         shards = config.cores.len(),
         "starting sluice"
     );
-    match sluice::runtime::run(config) {
+    match sluice::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "sluice failed");

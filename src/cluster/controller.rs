@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::image::{MetadataImage, TopicMeta};
 use super::store;
 use super::topic_config::validate_entry;
-use crate::runtime::Shard;
+use crate::cluster::Shard;
 
 /// Kafka's longest topic name.
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;

@@ -5,12 +5,18 @@
 //! `<data>/__cluster/metadata.json` and broadcasts each new immutable image to every shard.
 //! When the controller becomes Raft group 0, only `controller.rs` and `store.rs` change.
 
+pub mod barrier;
 pub mod controller;
 pub mod image;
+pub mod mesh;
 pub mod partitions;
+pub mod producer_ids;
+pub mod scatter;
+pub mod shard;
 pub mod store;
-pub mod topic_config;
+pub use crate::partition::topic_config;
 
 pub use image::{MetadataImage, TopicMeta};
-pub use partitions::{shard_for, Partition};
+pub use partitions::shard_for;
+pub use shard::Shard;
 pub use topic_config::TopicConfig;

@@ -20,13 +20,12 @@ use kafka_protocol::error::ResponseError;
 
 use super::coordinator::{Completion, Coordinator, CoordinatorConfig, Effects, Token};
 use super::offsets::CommittedOffset;
-use super::records::build_batch;
 use super::{partition_for, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS, OFFSETS_TOPIC_SEGMENT_BYTES};
-use crate::cluster::Partition;
-use crate::kafka::handlers::now_ms;
-use crate::raft::Acks;
-use crate::runtime::Shard;
+use crate::cluster::Shard;
+use crate::partition::Partition;
 use crate::storage::batch::BatchHeader;
+use crate::util::clock::now_ms;
+use crate::util::ids::Offset;
 
 /// How often coordinators are ticked. Session and rebalance timeouts are seconds; a tenth of
 /// a second of slack is what Kafka's timing wheel gives too.
@@ -255,12 +254,11 @@ async fn append(
         .get(OFFSETS_TOPIC, partition)
         .ok_or(GroupError::NotCoordinator(partition))?;
     let now = now_ms();
-    let batch = build_batch(records, now).map_err(failed)?;
-    log.log
-        .replicate(batch, Acks::All, false, now)
-        .await
+    let batch = crate::storage::records::build_batch(records, None, now)
         .map_err(|e| failed(e.to_string()))?;
-    Ok(())
+    log.append_committed(batch, now)
+        .await
+        .map_err(|e| failed(e.to_string()))
 }
 
 async fn ensure_loaded(
@@ -280,7 +278,8 @@ async fn ensure_loaded(
         .partitions
         .borrow_mut()
         .insert(partition, Slot::Loading);
-    let salt = (u64::from(shard.leader_epoch as u32) << 16) | u64::from(partition as u16);
+    let epoch = log.leader_epoch().get();
+    let salt = (u64::from(epoch as u32) << 16) | u64::from(partition as u16);
     let coordinator = Coordinator::new(groups.config.clone(), salt);
     match load(&log, coordinator).await {
         Ok(c) => {
@@ -310,14 +309,12 @@ async fn load(partition: &Partition, mut c: Coordinator) -> Result<Coordinator, 
         partition: index,
         reason,
     };
-    let high_watermark = partition.log.high_watermark();
-    let mut offset = partition.log.log().log_start_offset();
+    let high_watermark = partition.high_watermark().get();
+    let mut offset = partition.log_start_offset().get();
     let now = now_ms();
     while offset < high_watermark {
         let data = partition
-            .log
-            .log()
-            .read(offset, high_watermark, LOAD_READ_BYTES)
+            .read(Offset(offset), Offset(high_watermark), LOAD_READ_BYTES)
             .await
             .map_err(|e| failed(e.to_string()))?;
         if data.batches.is_empty() {
@@ -327,8 +324,7 @@ async fn load(partition: &Partition, mut c: Coordinator) -> Result<Coordinator, 
         for batch in data.batches {
             let header = BatchHeader::parse(&batch).map_err(|e| failed(e.to_string()))?;
             next = next.max(header.last_offset() + 1);
-            if header.is_control() || crate::txn::hidden_from_committed_readers(partition, &header)
-            {
+            if header.is_control() || partition.hidden_from_committed_readers(&header) {
                 continue;
             }
             let mut bytes = batch.clone();
@@ -425,13 +421,13 @@ pub async fn lag(shard: &Rc<Shard>) -> Vec<PartitionLag> {
             (owner, (c.topic.clone(), c.partition))
         })
         .collect();
-    let marks = crate::kafka::route::scatter(
+    let marks = crate::cluster::scatter::scatter(
         shard,
         items,
         |s, (topic, partition): (String, i32)| async move {
             s.partitions
                 .get(&topic, partition)
-                .map(|p| p.log.high_watermark())
+                .map(|p| p.high_watermark().get())
         },
     )
     .await;

@@ -116,13 +116,7 @@ pub struct GroupValue {
 }
 
 /// A record ready to append: a key and a value (None is a tombstone).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupRecord {
-    /// The encoded key.
-    pub key: Bytes,
-    /// The encoded value; None deletes the key.
-    pub value: Option<Bytes>,
-}
+pub use crate::storage::records::KeyedRecord as GroupRecord;
 
 fn put_str(buf: &mut BytesMut, s: &str) {
     let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
@@ -379,53 +373,6 @@ pub fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError> {
     })
 }
 
-/// Encodes records as one uncompressed Kafka v2 record batch (offsets are stamped by the log).
-pub fn build_batch(records: &[GroupRecord], now_ms: i64) -> Result<BytesMut, String> {
-    build_batch_as(records, None, now_ms)
-}
-
-/// Like [`build_batch`]; with `Some((producer_id, epoch))` the batch is transactional (a
-/// TxnOffsetCommit's offsets, visible only once the commit marker lands).
-pub fn build_batch_as(
-    records: &[GroupRecord],
-    producer: Option<(i64, i16)>,
-    now_ms: i64,
-) -> Result<BytesMut, String> {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: producer.is_some(),
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset - sequence is constant;
-            // this makes the batch's base sequence -1 (not tracked by the idempotence
-            // table), as Kafka writes it.
-            sequence: i as i32 - 1,
-            timestamp: now_ms,
-            key: Some(r.key.clone()),
-            value: r.value.clone(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| e.to_string())?;
-    Ok(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,7 +478,7 @@ mod tests {
                 })),
             },
         ];
-        let batch = build_batch(&records, 5).unwrap();
+        let batch = crate::storage::records::build_batch(&records, None, 5).unwrap();
         let mut bytes = batch.freeze();
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).unwrap();
         assert_eq!(set.records.len(), 2);

@@ -2,7 +2,6 @@
 
 pub mod error_codes;
 pub mod handlers;
-pub mod route;
 pub mod versions;
 
 use std::rc::Rc;
@@ -12,8 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::cluster::Shard;
 use crate::metrics::{self, Stage};
-use crate::runtime::Shard;
 
 /// A decoded request, ready for its handler.
 pub struct Request {

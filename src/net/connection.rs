@@ -16,8 +16,8 @@ use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
 use super::frame::read_frame;
+use crate::cluster::Shard;
 use crate::kafka::{self, Decoded};
-use crate::runtime::Shard;
 
 /// Requests one connection may have in flight before the broker stops reading from it.
 pub const PIPELINE_DEPTH_MAX: usize = 128;

@@ -10,7 +10,7 @@ use futures::future::{select, Either};
 use glommio::net::TcpListener;
 
 use super::connection;
-use crate::runtime::Shard;
+use crate::cluster::Shard;
 
 /// Binds this shard's listener.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -2,9 +2,11 @@
 //!
 //! Today each partition is a Raft group with one voter, this node: an entry is committed
 //! when it is durable on the local disk, so the high watermark is the fdatasync'ed end of
-//! the log, and the term (leader epoch) grows by one every time the node starts and elects
+//! the log, and the partition's term (its leader epoch, persisted in the partition's
+//! directory) grows by one every time the partition opens and its single voter elects
 //! itself. The multi-node implementation on raft-rs replaces the inside of this type; the
-//! produce and fetch paths only see `replicate`, `high_watermark` and `leader_epoch`.
+//! `Partition` above it only sees `propose`/`wait`, `truncate_to`, the high watermark, the
+//! leader epoch and the local replica for reads.
 
 mod state;
 
@@ -18,10 +20,12 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+use crate::util::ids::{LeaderEpoch, Offset};
+
 use crate::metrics::{self, Stage};
 
-use crate::runtime::notify::Notify;
 use crate::storage::{AppendInfo, LogConfig, PartitionLog, StorageError};
+use crate::util::sync::Notify;
 
 /// How long the producer waits: Kafka's `acks`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +56,14 @@ pub enum ReplicateError {
     /// The local log refused or failed the write.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A truncation below the high watermark would remove committed entries.
+    #[error("refusing to truncate to {offset}: entries below the high watermark {high_watermark} are committed")]
+    TruncateCommitted {
+        /// The requested new log end.
+        offset: i64,
+        /// The committed end of the log.
+        high_watermark: i64,
+    },
     /// The persisted Raft state (term) could not be read or written.
     #[error("raft state {path}: {source}")]
     State {
@@ -71,14 +83,16 @@ pub struct ReplicatedLog {
 }
 
 impl ReplicatedLog {
-    /// Opens the log (running recovery) as leader of `term`: a single voter elects itself
-    /// in a new term at every start (the node's epoch, see [`bump_term`]).
-    pub async fn open(
-        dir: PathBuf,
-        config: LogConfig,
-        term: i32,
-    ) -> Result<ReplicatedLog, ReplicateError> {
-        let log = PartitionLog::open(dir, config, term).await?;
+    /// Opens the log (running recovery) and makes this node its leader in a new term: a
+    /// single voter elects itself at every open (see [`bump_term`]), above every term
+    /// already stamped in the log.
+    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<ReplicatedLog, ReplicateError> {
+        let log = PartitionLog::open(dir.clone(), config, 0).await?;
+        let floor = log.end_offset_for_epoch(i32::MAX).map_or(0, |(t, _)| t);
+        let term = glommio::executor()
+            .spawn_blocking(move || bump_term(&dir, floor))
+            .await?;
+        log.set_term(term);
         // Everything recovery kept was durable before the crash or shutdown.
         let high_watermark = log.durable_offset();
         Ok(ReplicatedLog {
@@ -87,21 +101,6 @@ impl ReplicatedLog {
             high_watermark: Rc::new(Cell::new(high_watermark)),
             committed: Rc::new(Notify::default()),
         })
-    }
-
-    /// Appends `batches` as one entry and waits as `acks` asks. For acks 0 and 1 the commit
-    /// (fdatasync) still happens right after, in the background, and then moves the high
-    /// watermark.
-    pub async fn replicate(
-        &self,
-        batches: BytesMut,
-        acks: Acks,
-        log_append_time: bool,
-        now_ms: i64,
-    ) -> Result<AppendInfo, ReplicateError> {
-        let info = self.propose(batches, log_append_time, now_ms)?;
-        self.wait(&info, acks).await?;
-        Ok(info)
     }
 
     /// Appends `batches` as one entry (offsets assigned, data in the head chunk) without
@@ -154,8 +153,8 @@ impl ReplicatedLog {
     }
 
     /// Offsets below this are committed and visible to consumers.
-    pub fn high_watermark(&self) -> i64 {
-        self.high_watermark.get()
+    pub fn high_watermark(&self) -> Offset {
+        Offset(self.high_watermark.get())
     }
 
     /// Notified every time the high watermark moves (long-poll fetches wait on it).
@@ -164,18 +163,19 @@ impl ReplicatedLog {
     }
 
     /// The current leader epoch (Raft term).
-    pub fn leader_epoch(&self) -> i32 {
-        self.term.get()
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        LeaderEpoch(self.term.get())
     }
 
-    /// The local log, for reads and offset lookups.
-    pub fn log(&self) -> &PartitionLog {
+    /// This node's replica of the log, for reads and offset lookups (never for writes:
+    /// those go through [`ReplicatedLog::propose`]).
+    pub fn local(&self) -> &PartitionLog {
         &self.log
     }
 
     /// Moves the log start offset (DeleteRecords). Only committed offsets may be deleted.
-    pub async fn delete_records_before(&self, offset: i64) -> Result<i64, ReplicateError> {
-        Ok(self.log.delete_records_before(offset).await?)
+    pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset, ReplicateError> {
+        Ok(Offset(self.log.delete_records_before(offset.get()).await?))
     }
 
     /// Flushes and closes the log for a clean shutdown.

@@ -16,8 +16,8 @@ use std::rc::Rc;
 
 use glommio::io::{DmaBuffer, DmaFile};
 
-use crate::runtime::notify::Notify;
 use crate::storage::error::StorageError;
+use crate::util::sync::Notify;
 
 /// Default size of one head chunk; a multiple of the file's alignment is used.
 pub const CHUNK_SIZE_BYTES_DEFAULT: u64 = 128 * 1024;

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod error;
 pub mod log;
+pub mod records;
 
 pub mod appender;
 mod cache;

@@ -23,12 +23,12 @@ use kafka_protocol::error::ResponseError;
 
 use super::coordinator::{Effects, MarkerJob, TxnCoordinator};
 use super::markers::{write_markers, MarkerWrite};
-use super::records::{build_batch, TxnRecord};
-use crate::cluster::Partition;
-use crate::kafka::handlers::now_ms;
-use crate::raft::Acks;
-use crate::runtime::Shard;
+use super::records::TxnRecord;
+use crate::cluster::Shard;
+use crate::partition::Partition;
 use crate::storage::BatchHeader;
+use crate::util::clock::now_ms;
+use crate::util::ids::Offset;
 
 /// The internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
@@ -325,7 +325,11 @@ async fn finish_inner(
         producer_id: job.producer_id,
         producer_epoch: job.producer_epoch,
         commit: job.commit,
-        coordinator_epoch: shard.leader_epoch,
+        // The epoch of the `__transaction_state` partition this coordinator runs on.
+        coordinator_epoch: shard
+            .partitions
+            .get(TRANSACTION_STATE_TOPIC, partition)
+            .map_or(-1, |p| p.leader_epoch().get()),
     };
     let codes = write_markers(shard, marker, job.partitions.clone()).await;
     // A partition whose topic was deleted has nothing left to mark.
@@ -378,12 +382,11 @@ async fn append(shard: &Rc<Shard>, partition: i32, records: &[TxnRecord]) -> Res
         .get(TRANSACTION_STATE_TOPIC, partition)
         .ok_or(TxnError::NotCoordinator(partition))?;
     let now = now_ms();
-    let batch = build_batch(records, now).map_err(failed)?;
-    log.log
-        .replicate(batch, Acks::All, false, now)
-        .await
+    let batch = crate::storage::records::build_batch(records, None, now)
         .map_err(|e| failed(e.to_string()))?;
-    Ok(())
+    log.append_committed(batch, now)
+        .await
+        .map_err(|e| failed(e.to_string()))
 }
 
 async fn ensure_loaded(
@@ -430,13 +433,11 @@ async fn load(partition: &Partition) -> Result<TxnCoordinator, TxnError> {
         reason,
     };
     let mut c = TxnCoordinator::default();
-    let high_watermark = partition.log.high_watermark();
-    let mut offset = partition.log.log().log_start_offset();
+    let high_watermark = partition.high_watermark().get();
+    let mut offset = partition.log_start_offset().get();
     while offset < high_watermark {
         let data = partition
-            .log
-            .log()
-            .read(offset, high_watermark, LOAD_READ_BYTES)
+            .read(Offset(offset), Offset(high_watermark), LOAD_READ_BYTES)
             .await
             .map_err(|e| failed(e.to_string()))?;
         if data.batches.is_empty() {

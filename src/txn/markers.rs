@@ -13,14 +13,16 @@ use std::rc::Rc;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
-use super::partition_txns::marker_batch;
-use crate::cluster::Partition;
+use crate::cluster::Shard;
 use crate::groups::records::GroupRecord;
 use crate::groups::OFFSETS_TOPIC;
-use crate::kafka::handlers::now_ms;
+use crate::partition::Appended;
+use crate::partition::Partition;
 use crate::raft::Acks;
-use crate::runtime::Shard;
+use crate::storage::records::marker_batch;
 use crate::storage::BatchHeader;
+use crate::util::clock::now_ms;
+use crate::util::ids::Offset;
 
 /// Bytes read per step when collecting a committed transaction's offsets.
 const OFFSETS_READ_BYTES: usize = 1 << 20;
@@ -49,7 +51,7 @@ pub async fn write_markers(
         .into_iter()
         .map(|(topic, partition)| (shard.owner_of(&topic, partition), (topic, partition)))
         .collect();
-    let results = crate::kafka::route::scatter(
+    let results = crate::cluster::scatter::scatter(
         shard,
         items,
         move |owner, (topic, partition): (String, i32)| {
@@ -88,23 +90,17 @@ pub async fn write_marker_local(
             return ResponseError::UnknownServerError.code();
         }
     };
-    let info = match partition.log.propose(batch, false, now) {
-        Ok(info) => info,
+    // The transaction's first offset here, before the marker closes it.
+    let first = partition.open_transaction_since(marker.producer_id);
+    let info = match partition.append(batch, false, now) {
+        Ok(Appended::New(info)) => info,
+        Ok(Appended::Duplicate(_)) => return ResponseError::Unknown(0).code(),
         Err(e) => {
             tracing::error!(topic, partition = index, error = %e, "marker append failed");
-            return ResponseError::KafkaStorageError.code();
+            return e.kafka_error().code();
         }
     };
-    let first =
-        partition
-            .txns
-            .borrow_mut()
-            .on_marker(marker.producer_id, info.base_offset, marker.commit);
-    partition
-        .producers
-        .borrow_mut()
-        .record_marker(marker.producer_id, marker.producer_epoch);
-    if let Err(e) = partition.log.wait(&info, Acks::All).await {
+    if let Err(e) = partition.wait(&info, Acks::All).await {
         tracing::error!(topic, partition = index, error = %e, "marker commit failed");
         return ResponseError::KafkaStorageError.code();
     }
@@ -113,7 +109,7 @@ pub async fn write_marker_local(
             shard,
             &partition,
             marker.producer_id,
-            first,
+            first.get(),
             info.base_offset,
         )
         .await
@@ -138,9 +134,7 @@ async fn hand_offsets_to_group_coordinator(
     let mut offset = first;
     while offset < marker {
         let data = partition
-            .log
-            .log()
-            .read(offset, marker, OFFSETS_READ_BYTES)
+            .read(Offset(offset), Offset(marker), OFFSETS_READ_BYTES)
             .await
             .map_err(|e| e.to_string())?;
         if data.batches.is_empty() {
@@ -204,17 +198,10 @@ pub async fn append_txn_offsets(
         .ok_or_else(|| format!("{OFFSETS_TOPIC}/{index} is not served here"))?;
     let now = now_ms();
     let batch =
-        crate::groups::records::build_batch_as(records, Some((producer_id, producer_epoch)), now)?;
-    let mut header = BatchHeader::parse(&batch).map_err(|e| e.to_string())?;
-    let info = partition
-        .log
-        .propose(batch, false, now)
-        .map_err(|e| e.to_string())?;
-    header.base_offset = info.base_offset;
-    partition.txns.borrow_mut().on_data(&header);
+        crate::storage::records::build_batch(records, Some((producer_id, producer_epoch)), now)
+            .map_err(|e| e.to_string())?;
     partition
-        .log
-        .wait(&info, Acks::All)
+        .append_committed(batch, now)
         .await
         .map_err(|e| e.to_string())
 }

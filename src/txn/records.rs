@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::coordinator::{TxnMeta, TxnState};
 
@@ -29,14 +29,8 @@ pub enum TxnRecordError {
     Utf8,
 }
 
-/// A key and its value (None = tombstone), ready to append.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnRecord {
-    /// The encoded key.
-    pub key: Bytes,
-    /// The encoded value, None for a tombstone.
-    pub value: Option<Bytes>,
-}
+/// A transaction-state record ready to append.
+pub use crate::storage::records::KeyedRecord as TxnRecord;
 
 fn put_string(buf: &mut BytesMut, s: &str) {
     buf.put_i16(s.len() as i16);
@@ -157,18 +151,6 @@ pub fn decode_value(transactional_id: &str, value: &[u8]) -> Result<TxnMeta, Txn
         start_ms,
         last_update_ms,
     })
-}
-
-/// Encodes records as one uncompressed v2 batch (offsets are stamped by the log).
-pub fn build_batch(records: &[TxnRecord], now_ms: i64) -> Result<BytesMut, String> {
-    let group_records: Vec<crate::groups::records::GroupRecord> = records
-        .iter()
-        .map(|r| crate::groups::records::GroupRecord {
-            key: r.key.clone(),
-            value: r.value.clone(),
-        })
-        .collect();
-    crate::groups::records::build_batch(&group_records, now_ms)
 }
 
 #[cfg(test)]

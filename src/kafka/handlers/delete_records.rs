@@ -7,7 +7,8 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::Context;
-use crate::kafka::route::scatter;
+use crate::cluster::scatter::scatter;
+use crate::util::ids::Offset;
 
 /// Answers DeleteRecords. Offset -1 means "up to the high watermark"; beyond it is
 /// OFFSET_OUT_OF_RANGE, as in Kafka.
@@ -37,26 +38,28 @@ pub async fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecor
         }
         topics.push(result);
     }
-    let results =
-        scatter(
-            &ctx.shard,
-            items,
-            |owner, (topic, index, offset): (String, i32, i64)| async move {
-                let Some(partition) = owner.partitions.get(&topic, index) else {
-                    return Err(ResponseError::NotLeaderOrFollower);
-                };
-                let high_watermark = partition.log.high_watermark();
-                let target = if offset == -1 { high_watermark } else { offset };
-                if target < 0 || target > high_watermark {
-                    return Err(ResponseError::OffsetOutOfRange);
+    let results = scatter(
+        &ctx.shard,
+        items,
+        |owner, (topic, index, offset): (String, i32, i64)| async move {
+            let Some(partition) = owner.partitions.get(&topic, index) else {
+                return Err(ResponseError::NotLeaderOrFollower);
+            };
+            let high_watermark = partition.high_watermark().get();
+            let target = if offset == -1 { high_watermark } else { offset };
+            if target < 0 || target > high_watermark {
+                return Err(ResponseError::OffsetOutOfRange);
+            }
+            match partition.delete_records_before(Offset(target)).await {
+                Ok(low) => Ok(low.get()),
+                Err(e) => {
+                    tracing::error!(%topic, partition = index, error = %e, "delete records failed");
+                    Err(ResponseError::KafkaStorageError)
                 }
-                partition.log.delete_records_before(target).await.map_err(|e| {
-            tracing::error!(%topic, partition = index, error = %e, "delete records failed");
-            ResponseError::KafkaStorageError
-        })
-            },
-        )
-        .await;
+            }
+        },
+    )
+    .await;
     for ((ti, pi), result) in slots.into_iter().zip(results) {
         let entry = &mut topics[ti].partitions[pi];
         match result {

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
-use crate::kafka::route::scatter;
+use crate::cluster::scatter::scatter;
 
 /// Answers DescribeLogDirs. A null topic list means every partition.
 pub async fn handle(ctx: &Context, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
@@ -43,10 +43,9 @@ pub async fn handle(ctx: &Context, request: DescribeLogDirsRequest) -> DescribeL
         items,
         |owner, (topic, index): (String, i32)| async move {
             owner.partitions.get(&topic, index).map(|p| {
-                let log = p.log.log();
                 (
-                    log.size_bytes() as i64,
-                    log.log_end_offset() - p.log.high_watermark(),
+                    p.size_bytes() as i64,
+                    p.log_end_offset().get() - p.high_watermark().get(),
                 )
             })
         },

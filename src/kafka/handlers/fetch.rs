@@ -19,11 +19,12 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicNam
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
-use crate::kafka::route::scatter;
+use crate::cluster::scatter::scatter;
+use crate::cluster::Shard;
 use crate::metrics::{self, Stage};
-use crate::runtime::Shard;
+use crate::partition::AbortedTxn;
 use crate::storage::StorageError;
-use crate::txn::AbortedTxn;
+use crate::util::ids::Offset;
 
 /// One partition to read, shipped to its owner shard.
 #[derive(Clone)]
@@ -239,10 +240,9 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
     if let Err(error) = partition.check_leader_epoch(spec.current_leader_epoch) {
         return ReadResult::error(error);
     }
-    let log = partition.log.log();
-    let high_watermark = partition.log.high_watermark();
-    let last_stable_offset = partition.last_stable_offset();
-    let log_start_offset = log.log_start_offset();
+    let high_watermark = partition.high_watermark().get();
+    let last_stable_offset = partition.last_stable_offset().get();
+    let log_start_offset = partition.log_start_offset().get();
     let upper = if spec.read_committed {
         last_stable_offset
     } else {
@@ -257,7 +257,8 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
         records: None,
         owner_time: Duration::ZERO,
     };
-    if spec.fetch_offset < log_start_offset || spec.fetch_offset > log.log_end_offset() {
+    if spec.fetch_offset < log_start_offset || spec.fetch_offset > partition.log_end_offset().get()
+    {
         result.error = Some(ResponseError::OffsetOutOfRange);
         return result;
     }
@@ -265,7 +266,10 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
         return result;
     }
     let started = Instant::now();
-    match log.read(spec.fetch_offset, upper, spec.max_bytes).await {
+    match partition
+        .read(Offset(spec.fetch_offset), Offset(upper), spec.max_bytes)
+        .await
+    {
         Ok(fetched) => {
             let stage = if fetched.from_cache {
                 Stage::FetchReadCache
@@ -279,7 +283,7 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
                     .last()
                     .and_then(|b| crate::storage::BatchHeader::parse(b).ok())
                     .map_or(upper, |h| h.last_offset() + 1);
-                result.aborted = partition.txns.borrow().aborted_in(spec.fetch_offset, end);
+                result.aborted = partition.aborted_in(Offset(spec.fetch_offset), Offset(end));
             }
             result.records = Some(concat(fetched.batches, fetched.total_bytes));
         }
@@ -388,9 +392,9 @@ async fn wait_on_owner(
             let upper = if *committed {
                 p.last_stable_offset()
             } else {
-                p.log.high_watermark()
+                p.high_watermark()
             };
-            upper > *offset
+            upper.get() > *offset
         }) {
             return;
         }
@@ -399,7 +403,7 @@ async fn wait_on_owner(
         }
         let notified: Vec<_> = partitions
             .iter()
-            .map(|(p, _, _)| Box::pin(p.log.committed().notified()))
+            .map(|(p, _, _)| Box::pin(p.committed().notified()))
             .collect();
         match select(select_all(notified), deadline.as_mut()).await {
             Either::Left(_) => continue,

@@ -7,9 +7,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::Context;
+use crate::cluster::producer_ids::next_producer_id;
 use crate::txn::coordinator::InitStep;
 use crate::txn::driver;
-use crate::txn::producer_ids::next_producer_id;
 
 /// InitProducerId rounds at most one request makes: a fence (abort first), an id
 /// allocation, the final answer.

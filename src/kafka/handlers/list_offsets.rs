@@ -8,7 +8,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::Context;
-use crate::kafka::route::scatter;
+use crate::cluster::scatter::scatter;
 
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
@@ -66,21 +66,20 @@ pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsRe
             return Err(ResponseError::NotLeaderOrFollower);
         };
         let epoch = partition.check_leader_epoch(lookup.current_leader_epoch)?;
-        let log = partition.log.log();
         let found = match lookup.timestamp {
-            LATEST if lookup.read_committed => Some((partition.last_stable_offset(), -1)),
-            LATEST => Some((partition.log.high_watermark(), -1)),
-            EARLIEST | EARLIEST_LOCAL => Some((log.log_start_offset(), -1)),
+            LATEST if lookup.read_committed => Some((partition.last_stable_offset().get(), -1)),
+            LATEST => Some((partition.high_watermark().get(), -1)),
+            EARLIEST | EARLIEST_LOCAL => Some((partition.log_start_offset().get(), -1)),
             LATEST_TIERED => None,
-            MAX_TIMESTAMP => log
+            MAX_TIMESTAMP => partition
                 .max_timestamp()
                 .await
                 .map_err(|_| ResponseError::KafkaStorageError)?,
-            ts if ts >= 0 => log
+            ts if ts >= 0 => partition
                 .offset_for_timestamp(ts)
                 .await
                 .map_err(|_| ResponseError::KafkaStorageError)?
-                .filter(|(offset, _)| *offset < partition.log.high_watermark()),
+                .filter(|(offset, _)| *offset < partition.high_watermark().get()),
             _ => return Err(ResponseError::InvalidRequest),
         };
         Ok((found, epoch))

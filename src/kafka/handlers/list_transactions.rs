@@ -8,9 +8,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{now_ms, Context};
+use super::Context;
 use crate::txn::coordinator::TxnState;
 use crate::txn::driver;
+use crate::util::clock::now_ms;
 
 /// Every state name a filter may use.
 const STATES: [TxnState; 8] = [

@@ -1,5 +1,8 @@
 //! Metadata (key 3), v0-v12: brokers, topics, partitions and leaders; auto-creates topics.
 
+use std::sync::Arc;
+
+use ahash::AHashMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -30,17 +33,21 @@ pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse
         _ => ctx.shard.image(),
     };
     let node_id = ctx.shard.config.node_id;
-    let epoch = ctx.shard.leader_epoch;
+    let listed: Vec<String> = match &requested {
+        None => image.topics.keys().cloned().collect(),
+        Some(names) => names.clone(),
+    };
+    let epochs = leader_epochs(ctx, listed).await;
     let topics = match requested {
         None => image
             .topics
             .values()
-            .map(|t| topic_entry(t, node_id, epoch))
+            .map(|t| topic_entry(t, node_id, &epochs))
             .collect(),
         Some(names) => names
             .into_iter()
             .map(|name| match image.topic(&name) {
-                Some(t) => topic_entry(t, node_id, epoch),
+                Some(t) => topic_entry(t, node_id, &epochs),
                 None => {
                     let error = if crate::cluster::controller::validate_topic_name(&name).is_err() {
                         ResponseError::InvalidTopicException
@@ -91,9 +98,54 @@ pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse
     response
 }
 
-fn topic_entry(topic: &TopicMeta, node_id: i32, epoch: i32) -> MetadataResponseTopic {
+/// Leader epochs by topic, then partition.
+type LeaderEpochs = AHashMap<String, AHashMap<i32, i32>>;
+
+/// Each partition's leader epoch, asked of the shards that own them (one call per shard,
+/// concurrently): every partition has its own epoch, and only its owner knows it.
+async fn leader_epochs(ctx: &Context, topics: Vec<String>) -> LeaderEpochs {
+    let topics = Arc::new(topics);
+    let calls = (0..ctx.shard.count).map(|target| {
+        let topics = topics.clone();
+        ctx.shard.invoke_on(target, move |owner| async move {
+            topics
+                .iter()
+                .flat_map(|topic| {
+                    owner
+                        .partitions
+                        .indexes_of(topic)
+                        .into_iter()
+                        .filter_map(|index| {
+                            let p = owner.partitions.get(topic, index)?;
+                            Some((topic.clone(), index, p.leader_epoch().get()))
+                        })
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut epochs = LeaderEpochs::new();
+    for answer in futures::future::join_all(calls).await {
+        match answer {
+            Ok(found) => {
+                for (topic, index, epoch) in found {
+                    epochs.entry(topic).or_default().insert(index, epoch);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "leader epochs: shard unreachable"),
+        }
+    }
+    epochs
+}
+
+fn topic_entry(topic: &TopicMeta, node_id: i32, epochs: &LeaderEpochs) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|index| {
+            // -1 (unknown) only if the owner shard could not be asked.
+            let epoch = epochs
+                .get(&topic.name)
+                .and_then(|t| t.get(&index))
+                .copied()
+                .unwrap_or(-1);
             MetadataResponsePartition::default()
                 .with_partition_index(index)
                 .with_leader_id(BrokerId(node_id))

@@ -42,8 +42,8 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 
 use crate::cluster::controller::{Controller, NewTopic};
 use crate::cluster::MetadataImage;
+use crate::cluster::Shard;
 use crate::metrics::Stage;
-use crate::runtime::Shard;
 
 /// What every handler gets besides its request.
 pub struct Context {
@@ -189,12 +189,4 @@ pub async fn auto_create(ctx: &Context, names: Vec<String>) -> Arc<MetadataImage
         Err(e) => tracing::warn!(error = %e.message, "auto-creating topics failed"),
     }
     ctx.shard.image()
-}
-
-/// Milliseconds since the Unix epoch, as Kafka timestamps are.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

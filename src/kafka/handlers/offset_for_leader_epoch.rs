@@ -8,7 +8,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use super::Context;
-use crate::kafka::route::scatter;
+use crate::cluster::scatter::scatter;
+use crate::util::ids::LeaderEpoch;
 
 /// Answers OffsetForLeaderEpoch.
 pub async fn handle(
@@ -56,9 +57,11 @@ pub async fn handle(
             let epoch = partition.check_leader_epoch(current)?;
             if wanted >= epoch {
                 // The current epoch ends at the log end.
-                return Ok(Some((epoch, partition.log.log().log_end_offset())));
+                return Ok(Some((epoch, partition.log_end_offset().get())));
             }
-            Ok(partition.log.log().end_offset_for_epoch(wanted))
+            Ok(partition
+                .end_offset_for_epoch(LeaderEpoch(wanted))
+                .map(|(e, end)| (e.get(), end.get())))
         },
     )
     .await;

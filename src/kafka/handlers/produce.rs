@@ -14,14 +14,13 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{now_ms, Context};
-use crate::cluster::Partition;
+use super::Context;
+use crate::cluster::Shard;
 use crate::metrics::{self, Stage};
+use crate::partition::{AppendError, Appended};
 use crate::raft::Acks;
-use crate::runtime::Shard;
 use crate::storage::batch::{validate_produce, TimestampPolicy};
-use crate::storage::BatchHeader;
-use crate::txn::Verdict;
+use crate::util::clock::now_ms;
 
 /// One partition's payload, shipped to its owner shard.
 struct PartitionWrite {
@@ -213,65 +212,33 @@ async fn write_partition(
         validated.total_bytes as u64,
         validated.record_count.max(0) as u64,
     );
-    // Idempotent producers: refuse zombies and gaps, answer retries with the original
-    // offsets. Checked, appended and recorded in one synchronous step, so a retry that
-    // arrives while the original is still being written is recognised too.
-    let first = BatchHeader::parse(&records).ok();
-    if let Some(header) = &first {
-        match partition.producers.borrow().check(header) {
-            Verdict::Append => {}
-            Verdict::Duplicate(original) => {
-                result.base_offset = original.base_offset;
-                result.log_append_time_ms = if config.log_append_time {
-                    original.append_time_ms
-                } else {
-                    -1
-                };
-                result.log_start_offset = partition.log.log().log_start_offset();
-                return result;
-            }
-            Verdict::StaleEpoch { current } => {
-                result.error = Some((
-                    ResponseError::InvalidProducerEpoch,
-                    format!(
-                        "producer epoch {} is older than {current}",
-                        header.producer_epoch
-                    ),
-                ));
-                return result;
-            }
-            Verdict::OutOfOrder { expected } => {
-                result.error = Some((
-                    ResponseError::OutOfOrderSequenceNumber,
-                    format!("expected sequence {expected}, got {}", header.base_sequence),
-                ));
-                return result;
-            }
-        }
-    }
     // The one copy the design allows before the DMA head chunk: offsets are stamped in place.
     let batches = BytesMut::from(&records[..]);
-    let appended = partition.log.propose(batches, config.log_append_time, now);
-    let info = match appended {
-        Ok(info) => info,
+    let info = match partition.append(batches, config.log_append_time, now) {
+        Ok(Appended::New(info)) => info,
+        Ok(Appended::Duplicate(original)) => {
+            // Idempotent retry: answered with the original offsets.
+            result.base_offset = original.base_offset;
+            result.log_append_time_ms = if config.log_append_time {
+                original.append_time_ms
+            } else {
+                -1
+            };
+            result.log_start_offset = partition.log_start_offset().get();
+            return result;
+        }
         Err(e) => {
-            tracing::error!(topic = %write.topic, partition = write.partition, error = %e, "append failed");
-            result.error = Some((ResponseError::KafkaStorageError, e.to_string()));
+            if let AppendError::Replicate(cause) = &e {
+                tracing::error!(topic = %write.topic, partition = write.partition, error = %cause, "append failed");
+            }
+            result.error = Some((e.kafka_error(), e.to_string()));
             return result;
         }
     };
-    if first.as_ref().is_some_and(|h| h.producer_id >= 0) {
-        record_producer_batches(
-            &partition,
-            &records,
-            info.base_offset,
-            info.log_append_time_ms,
-        );
-    }
     let waited = if acks == Acks::All {
-        glommio::timer::timeout(timeout, async { Ok(partition.log.wait(&info, acks).await) }).await
+        glommio::timer::timeout(timeout, async { Ok(partition.wait(&info, acks).await) }).await
     } else {
-        Ok(partition.log.wait(&info, acks).await)
+        Ok(partition.wait(&info, acks).await)
     };
     match waited {
         Err(_) => {
@@ -292,32 +259,10 @@ async fn write_partition(
             } else {
                 -1
             };
-            result.log_start_offset = partition.log.log().log_start_offset();
+            result.log_start_offset = partition.log_start_offset().get();
         }
     }
     result
-}
-
-/// Remembers every batch of an appended payload in the producer table, and opens the
-/// producer's transaction on this partition for transactional batches (holding back the
-/// last stable offset until its marker).
-fn record_producer_batches(
-    partition: &Partition,
-    records: &[u8],
-    base_offset: i64,
-    append_time_ms: i64,
-) {
-    let mut producers = partition.producers.borrow_mut();
-    let mut txns = partition.txns.borrow_mut();
-    let mut pos = 0;
-    let mut offset = base_offset;
-    while let Ok(mut header) = BatchHeader::parse(&records[pos.min(records.len())..]) {
-        producers.record(&header, offset, append_time_ms);
-        header.base_offset = offset;
-        txns.on_data(&header);
-        offset += i64::from(header.last_offset_delta) + 1;
-        pos += header.total_size_bytes();
-    }
 }
 
 fn build_response(

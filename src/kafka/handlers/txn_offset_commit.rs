@@ -11,10 +11,11 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use super::{now_ms, Context};
+use super::Context;
 use crate::groups::records::{offset_key, offset_value, GroupRecord, OffsetValue};
 use crate::groups::{driver as groups, Effects};
 use crate::txn::{driver, markers};
+use crate::util::clock::now_ms;
 
 /// Answers TxnOffsetCommit.
 pub async fn handle(ctx: &Context, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {

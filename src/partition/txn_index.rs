@@ -4,18 +4,11 @@
 //! list a read_committed fetch returns so clients can drop aborted records.
 //!
 //! Pure: the produce path calls [`TxnIndex::on_data`] after assigning offsets, the marker
-//! writer calls [`TxnIndex::on_marker`], and recovery replays the log through both. Also
-//! here: the control batch (commit/abort marker) encoding Kafka defines.
+//! writer calls [`TxnIndex::on_marker`], and recovery replays the log through both.
 
 use ahash::AHashMap;
-use bytes::{Bytes, BytesMut};
 
 use crate::storage::BatchHeader;
-
-/// Control record type of an abort marker.
-pub const MARKER_TYPE_ABORT: i16 = 0;
-/// Control record type of a commit marker.
-pub const MARKER_TYPE_COMMIT: i16 = 1;
 
 /// One aborted transaction on a partition: the producer and the offsets from its first
 /// record to its abort marker.
@@ -138,97 +131,6 @@ impl TxnIndex {
     }
 }
 
-/// A decoded control marker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Marker {
-    /// Commit (true) or abort.
-    pub commit: bool,
-    /// The coordinator epoch written in the marker's value.
-    pub coordinator_epoch: i32,
-}
-
-/// Encodes a commit/abort marker as Kafka does: one control batch (transactional and
-/// control attributes, the producer's id and epoch) holding one record whose key is
-/// (version 0, type) and whose value is (version 0, coordinator epoch).
-pub fn marker_batch(
-    producer_id: i64,
-    producer_epoch: i16,
-    commit: bool,
-    coordinator_epoch: i32,
-    now_ms: i64,
-) -> Result<BytesMut, String> {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let kind = if commit {
-        MARKER_TYPE_COMMIT
-    } else {
-        MARKER_TYPE_ABORT
-    };
-    let mut key = BytesMut::with_capacity(4);
-    key.extend_from_slice(&0i16.to_be_bytes());
-    key.extend_from_slice(&kind.to_be_bytes());
-    let mut value = BytesMut::with_capacity(6);
-    value.extend_from_slice(&0i16.to_be_bytes());
-    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
-    let record = Record {
-        transactional: true,
-        control: true,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id,
-        producer_epoch,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now_ms,
-        key: Some(key.freeze()),
-        value: Some(value.freeze()),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, std::iter::once(&record), &options)
-        .map_err(|e| e.to_string())?;
-    Ok(buf)
-}
-
-/// Decodes the marker of a stored control batch; None for other control batches (Raft
-/// no-ops) or bytes that are not a marker.
-pub fn decode_marker(batch: &Bytes) -> Option<Marker> {
-    let header = BatchHeader::parse(batch).ok()?;
-    if !header.is_control() || !header.is_transactional() {
-        return None;
-    }
-    let mut bytes = batch.clone();
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).ok()?;
-    let record = set.records.first()?;
-    let key = record.key.as_deref()?;
-    if key.len() < 4 {
-        return None;
-    }
-    let kind = i16::from_be_bytes([key[2], key[3]]);
-    let coordinator_epoch = record
-        .value
-        .as_deref()
-        .filter(|v| v.len() >= 6)
-        .map_or(-1, |v| i32::from_be_bytes([v[2], v[3], v[4], v[5]]));
-    match kind {
-        MARKER_TYPE_COMMIT => Some(Marker {
-            commit: true,
-            coordinator_epoch,
-        }),
-        MARKER_TYPE_ABORT => Some(Marker {
-            commit: false,
-            coordinator_epoch,
-        }),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,27 +194,5 @@ mod tests {
         assert!(!t.hides(&header(7, 0, 1, false)));
         t.prune_below(2);
         assert!(t.aborted_in(0, 10).is_empty());
-    }
-
-    #[test]
-    fn markers_round_trip() {
-        let batch = marker_batch(42, 3, true, 7, 1000).unwrap().freeze();
-        let h = BatchHeader::parse(&batch).unwrap();
-        assert!(h.is_control());
-        assert!(h.is_transactional());
-        assert_eq!(
-            (h.producer_id, h.producer_epoch, h.record_count),
-            (42, 3, 1)
-        );
-        assert_eq!(
-            decode_marker(&batch),
-            Some(Marker {
-                commit: true,
-                coordinator_epoch: 7
-            })
-        );
-        let abort = marker_batch(42, 3, false, 7, 1000).unwrap().freeze();
-        assert!(!decode_marker(&abort).unwrap().commit);
-        crate::storage::batch::parse_and_verify(&abort).unwrap();
     }
 }

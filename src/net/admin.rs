@@ -14,9 +14,9 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use serde::Serialize;
 
-use super::prometheus;
-use super::registry::{PartitionGauge, Snapshot};
-use crate::runtime::Shard;
+use crate::cluster::Shard;
+use crate::metrics::prometheus;
+use crate::metrics::registry::{PartitionGauge, Snapshot};
 
 /// Largest request head accepted.
 pub const REQUEST_HEAD_MAX_BYTES: usize = 16 * 1024;
@@ -171,7 +171,7 @@ async fn route(shard: &Rc<Shard>, head: &Head) -> Reply {
                 .await
                 .into_iter()
                 .filter_map(|l| {
-                    l.lag().map(|lag| super::registry::LagGauge {
+                    l.lag().map(|lag| crate::metrics::registry::LagGauge {
                         group: l.committed.group_id.clone(),
                         topic: l.committed.topic.clone(),
                         partition: l.committed.partition,
@@ -201,7 +201,6 @@ async fn route(shard: &Rc<Shard>, head: &Head) -> Reply {
                 uptime_seconds: STARTED_AT.get().map_or(0, |t| t.elapsed().as_secs()),
                 shards: shard.count,
                 cores: shard.config.cores.clone(),
-                leader_epoch: shard.leader_epoch,
                 kafka_addr: shard.config.kafka_addr.to_string(),
                 partitions: snapshot.partitions.len(),
                 connections: snapshot.connections_open,
@@ -233,7 +232,6 @@ struct Status {
     uptime_seconds: u64,
     shards: usize,
     cores: Vec<usize>,
-    leader_epoch: i32,
     kafka_addr: String,
     partitions: usize,
     connections: u64,

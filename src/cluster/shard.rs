@@ -7,11 +7,11 @@ use std::time::Duration;
 use glommio::channels::channel_mesh::Senders;
 
 use super::mesh::ShardMsg;
-use super::notify::Notify;
 use crate::cluster::controller::Controller;
 use crate::cluster::partitions::PartitionTable;
 use crate::cluster::MetadataImage;
 use crate::config::Config;
+use crate::util::sync::{Notify, PeerBarrier};
 
 /// Everything one core owns. Held as `Rc<Shard>` by the tasks of that core only.
 pub struct Shard {
@@ -19,9 +19,6 @@ pub struct Shard {
     pub id: usize,
     /// How many shards run.
     pub count: usize,
-    /// The leader epoch (Raft term) of every partition on this node for this run: each
-    /// start of a single-voter node is a new election.
-    pub leader_epoch: i32,
     /// The broker configuration (immutable after start).
     pub config: Arc<Config>,
     /// The partitions this shard owns.
@@ -41,11 +38,11 @@ pub struct Shard {
     /// Open client connections on this shard.
     pub connections: Cell<usize>,
     /// This shard's unused producer ids.
-    pub producer_ids: crate::txn::producer_ids::ProducerIdBlock,
+    pub producer_ids: crate::cluster::producer_ids::ProducerIdBlock,
     /// Peers that finished recovery (nobody serves before everyone has).
-    pub peers_ready: super::barrier::PeerBarrier,
+    pub peers_ready: PeerBarrier,
     /// Peers that finished draining at shutdown.
-    pub peers_drained: super::barrier::PeerBarrier,
+    pub peers_drained: PeerBarrier,
 }
 
 impl Shard {
@@ -56,13 +53,11 @@ impl Shard {
         config: Arc<Config>,
         senders: Senders<ShardMsg>,
         image: Arc<MetadataImage>,
-        leader_epoch: i32,
     ) -> Shard {
         let controller = (id == 0).then(Controller::new);
         Shard {
             id,
             count,
-            leader_epoch,
             config,
             partitions: PartitionTable::default(),
             controller,
@@ -99,7 +94,6 @@ impl Shard {
                 &self.config.data_dir,
                 self.id,
                 self.count,
-                self.leader_epoch,
                 self.cache_budget_bytes(),
             )
             .await
@@ -134,18 +128,15 @@ impl Shard {
             .partitions
             .all()
             .iter()
-            .map(|p| {
-                let log = p.log.log();
-                crate::metrics::registry::PartitionGauge {
-                    topic: p.topic.name.clone(),
-                    partition: p.index,
-                    shard: self.id,
-                    size_bytes: log.size_bytes(),
-                    log_start_offset: log.log_start_offset(),
-                    high_watermark: p.log.high_watermark(),
-                    log_end_offset: log.log_end_offset(),
-                    leader_epoch: p.log.leader_epoch(),
-                }
+            .map(|p| crate::metrics::registry::PartitionGauge {
+                topic: p.topic.to_string(),
+                partition: p.index,
+                shard: self.id,
+                size_bytes: p.size_bytes(),
+                log_start_offset: p.log_start_offset().get(),
+                high_watermark: p.high_watermark().get(),
+                log_end_offset: p.log_end_offset().get(),
+                leader_epoch: p.leader_epoch().get(),
             })
             .collect();
         snapshot.partitions_per_shard = vec![snapshot.partitions.len() as u64];

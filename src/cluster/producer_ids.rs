@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::cluster::controller::{Controller, OpError};
-use crate::runtime::Shard;
+use crate::cluster::Shard;
 
 /// Ids a shard takes from the controller at once.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;

@@ -19,6 +19,10 @@ pub const BATCHES_REMEMBERED_MAX: usize = 5;
 /// A producer id that is not idempotent (plain producers send -1).
 pub const NO_PRODUCER_ID: i64 = -1;
 
+/// The base sequence of a batch with no sequence numbers (Kafka's `NO_SEQUENCE`): one a
+/// coordinator writes for a producer, such as transactional offset commits.
+pub const NO_SEQUENCE: i32 = -1;
+
 /// One appended batch, remembered to detect its retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchRecord {
@@ -101,6 +105,11 @@ impl ProducerStateTable {
                 current: entry.epoch,
             };
         }
+        if header.base_sequence == NO_SEQUENCE {
+            // Written by a coordinator on the producer's behalf (TxnOffsetCommit's offsets):
+            // fenced by epoch only, as in Kafka.
+            return Verdict::Append;
+        }
         if header.producer_epoch > entry.epoch {
             // A bumped epoch starts its sequences again at 0.
             return if header.base_sequence == 0 {
@@ -144,6 +153,10 @@ impl ProducerStateTable {
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        if header.base_sequence == NO_SEQUENCE {
+            // No sequence to remember for a coordinator-written batch.
+            return;
         }
         if entry.batches.len() == BATCHES_REMEMBERED_MAX {
             entry.batches.pop_front();

@@ -10,8 +10,8 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use super::limits::{self, MemlockOutcome};
-use super::mesh::{ShardMsg, MESH_CHANNEL_CAPACITY};
-use super::shard::Shard;
+use crate::cluster::mesh::{ShardMsg, MESH_CHANNEL_CAPACITY};
+use crate::cluster::Shard;
 use crate::cluster::{store, MetadataImage};
 use crate::config::Config;
 use crate::net::listener;
@@ -40,7 +40,7 @@ pub enum StartError {
     /// The metadata image could not be read or written.
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    /// The node's Raft term could not be persisted.
+    /// A partition's Raft state could not be read or persisted.
     #[error(transparent)]
     Raft(#[from] crate::raft::ReplicateError),
     /// A shard's executor could not be created (io_uring unavailable, bad CPU).
@@ -69,12 +69,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     crate::tune::check_at_start(&config, config.production)?;
     limits::probe_port_free(config.kafka_addr)?;
     limits::probe_named_port_free("admin", config.admin_addr)?;
-    crate::metrics::admin::mark_start();
+    crate::net::admin::mark_start();
     limits::raise_nofile();
     let config = Arc::new(size_io_memory(config));
     apply_io_profile(&config);
     let image = Arc::new(load_image(&config)?);
-    let term = crate::raft::bump_term(&config.data_dir.join(store::CLUSTER_DIR))?;
     install_signal_handler();
 
     let shards = config.cores.len();
@@ -85,9 +84,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{shard_id}"))
             .io_memory(config.io_memory_per_shard_bytes)
-            .spawn(
-                move || async move { shard_main(shard_id, cpu, config, mesh, image, term).await },
-            )
+            .spawn(move || async move { shard_main(shard_id, cpu, config, mesh, image).await })
             .map_err(|e| StartError::Executor {
                 shard: shard_id,
                 cpu,
@@ -199,7 +196,6 @@ async fn shard_main(
     config: Arc<Config>,
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     image: Arc<MetadataImage>,
-    term: i32,
 ) -> Result<(), String> {
     let (senders, mut receivers) = mesh
         .join()
@@ -211,7 +207,6 @@ async fn shard_main(
         config.clone(),
         senders,
         image.clone(),
-        term,
     ));
     for (_, receiver) in receivers.streams() {
         let shard = shard.clone();
@@ -229,7 +224,7 @@ async fn shard_main(
         .map_err(|e| format!("recovering partitions: {e}"))?;
     // Every shard recovers before any shard accepts a client, so no request finds a
     // partition still opening on its owner.
-    super::barrier::arrive_and_wait(&shard, |s| &s.peers_ready, None).await;
+    crate::cluster::barrier::arrive_and_wait(&shard, |s| &s.peers_ready, None).await;
     // Transaction coordinators load their partitions and start their timeout task.
     crate::txn::driver::start(&shard);
     let listener = listener::bind(config.kafka_addr)
@@ -245,7 +240,7 @@ async fn shard_main(
         let admin = listener::bind(config.admin_addr)
             .map_err(|e| format!("binding admin address {}: {e}", config.admin_addr))?;
         tracing::info!(admin_addr = %config.admin_addr, "admin API ready (/metrics, /v1/status, /v1/partitions, /v1/health)");
-        glommio::spawn_local(crate::metrics::admin::serve(shard.clone(), admin)).detach();
+        glommio::spawn_local(crate::net::admin::serve(shard.clone(), admin)).detach();
     }
     // Rebuild the group coordinators of this shard's __consumer_offsets partitions now
     // rather than on first use (requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS).
@@ -279,7 +274,7 @@ async fn drain(shard: &Rc<Shard>) {
         let wait = Box::pin(shard.requests_drained.notified());
         let _ = futures::future::select(wait, Box::pin(glommio::timer::sleep(SHUTDOWN_POLL))).await;
     }
-    super::barrier::arrive_and_wait(shard, |s| &s.peers_drained, Some(deadline)).await;
+    crate::cluster::barrier::arrive_and_wait(shard, |s| &s.peers_drained, Some(deadline)).await;
 }
 
 /// Measures how late the executor wakes a task whose timer fired: the scheduling delay
@@ -301,16 +296,16 @@ async fn retention_loop(shard: Rc<Shard>) {
         if shard.shutting_down.get() {
             return;
         }
-        let now = crate::kafka::handlers::now_ms();
+        let now = crate::util::clock::now_ms();
         for partition in shard.partitions.all() {
             partition.snapshot_producer_state().await;
-            match partition.log.log().enforce_retention(now).await {
+            match partition.enforce_retention(now).await {
                 Ok(0) => {}
                 Ok(bytes) => {
-                    tracing::info!(topic = %partition.topic.name, partition = partition.index, bytes, "retention deleted old segments")
+                    tracing::info!(topic = %partition.topic, partition = partition.index, bytes, "retention deleted old segments")
                 }
                 Err(e) => {
-                    tracing::warn!(topic = %partition.topic.name, partition = partition.index, error = %e, "retention failed")
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed")
                 }
             }
         }

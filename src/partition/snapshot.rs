@@ -12,8 +12,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::partition_txns::{AbortedTxn, TxnIndex};
-use super::producer_state::{ProducerEntry, ProducerStateTable};
+use super::producers::{ProducerEntry, ProducerStateTable};
+use super::txn_index::{AbortedTxn, TxnIndex};
 
 /// File name in the partition directory.
 pub const SNAPSHOT_FILE: &str = "producer-snapshot.json";

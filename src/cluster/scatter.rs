@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use futures::future::join_all;
 
-use crate::runtime::Shard;
+use crate::cluster::Shard;
 
 /// Runs `f(owner_shard, item)` on each item's owner shard (given with the item) and returns
 /// the results in input order. `None` marks an item whose shard could not be reached.
