@@ -1,22 +1,35 @@
 //! Sluice: a Kafka-protocol broker for latency-critical workloads.
 //!
-//! The crate is laid out as `../shared/DESIGN.md` describes: `runtime` starts one glommio
-//! shard per core, `net` owns connections, `kafka` maps Kafka APIs onto partitions, `cluster`
-//! keeps the metadata image and the partitions each shard owns, `raft` is the replicated-log
-//! seam every partition writes through, and `storage` is the on-disk log.
+//! Modules, lowest layer first; each uses only the ones above it in this list
+//! (`tests/layering.rs` enforces it, `docs/architecture.md` draws it):
 
+/// (moving) the Kafka client.
 pub mod client;
+/// Metadata image, controller, shards and the mesh between them, partition tables.
 pub mod cluster;
+/// The broker's resolved configuration: defaults < file < environment < flags.
 pub mod config;
+/// Consumer groups: the sans-IO coordinator and its records on `__consumer_offsets`.
 pub mod groups;
+/// (moving) disk measurement.
 pub mod iotune;
+/// Kafka API glue: versions, dispatch, one handler per API.
 pub mod kafka;
+/// Per-shard HDR histograms and counters, Prometheus rendering.
 pub mod metrics;
+/// The Kafka listener and connections; the admin HTTP API.
 pub mod net;
+/// `Partition`: the replicated log with its producer state, transaction index, snapshots.
 pub mod partition;
+/// The replicated-log seam every partition writes through (a one-voter Raft group today).
 pub mod raft;
+/// Start-up and shutdown.
 pub mod server;
+/// The partition log on disk: segments, appender, reads, indexes, recovery, retention.
 pub mod storage;
+/// `sluice tune` and `sluice iotune`: host checks and disk measurement.
 pub mod tune;
+/// Transactions: the coordinator on `__transaction_state` and commit/abort markers.
 pub mod txn;
+/// Clock, offset/epoch newtypes, units, shard-local sync primitives.
 pub mod util;

@@ -300,34 +300,6 @@ async fn cooperative_sticky_moves_only_what_it_must() {
     assert_eq!(assigned(&a), a_parts, "a kept its half throughout");
 }
 
-/// Set in a child copy of this test binary: "bootstrap|topic|group" of the group to join.
-const CHILD_CONSUMER_ENV: &str = "SLUICE_TEST_GROUP_CHILD_CONSUMER";
-/// How long a child consumer runs at most if nobody kills it.
-const CHILD_CONSUMER_MAX: Duration = Duration::from_secs(120);
-
-/// Not a test of its own: in a child process started by
-/// `killed_consumer_loses_partitions_after_session_timeout` (which sets
-/// `CHILD_CONSUMER_ENV`) it is the consumer that gets `kill -9`ed; otherwise it does nothing.
-#[test]
-#[ignore = "consumer process of killed_consumer_loses_partitions_after_session_timeout"]
-fn child_consumer_process() {
-    let Ok(spec) = std::env::var(CHILD_CONSUMER_ENV) else {
-        return;
-    };
-    let parts: Vec<&str> = spec.split('|').collect();
-    let [bs, topic, group] = parts[..] else {
-        panic!("bad {CHILD_CONSUMER_ENV}: {spec}");
-    };
-    let (c, _) = group_consumer(bs, group, &[]);
-    c.subscribe(&[topic]).expect("subscribe");
-    let deadline = Instant::now() + CHILD_CONSUMER_MAX;
-    while Instant::now() < deadline {
-        if let Some(Err(e)) = c.poll(Duration::from_millis(100)) {
-            eprintln!("child consumer: {e}");
-        }
-    }
-}
-
 /// Kills the child consumer if the test ends early.
 struct KillOnDrop(std::process::Child);
 
@@ -350,15 +322,8 @@ async fn killed_consumer_loses_partitions_after_session_timeout() {
     a.subscribe(&[&topic]).unwrap();
     b.subscribe(&[&topic]).unwrap();
     // The third member is another process, so it can die without a word (no LeaveGroup).
-    let exe = std::env::current_exe().expect("test binary path");
-    let child = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "child_consumer_process",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_CONSUMER_ENV, format!("{bs}|{topic}|{group}"))
+    let child = test_worker()
+        .args(["group-consumer", &bs, &topic, &group])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start child consumer");

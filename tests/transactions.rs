@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,9 +15,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-
-/// How long a consumer waits for records that should not come.
-const QUIET: Duration = Duration::from_secs(2);
 
 fn txn_producer(bootstrap: &str, transactional_id: &str) -> BaseProducer {
     let mut c = client_config(bootstrap);
@@ -49,26 +46,33 @@ fn isolated_consumer(bootstrap: &str, isolation: &str) -> BaseConsumer {
     )
 }
 
-/// Every record readable from offset 0 of `topic/partition` until none arrives for `QUIET`.
-fn read_all(c: &BaseConsumer, topic: &str, partition: i32) -> Vec<OwnedMessage> {
+/// The first `n` records readable from offset 0 of `topic/partition` (fewer only if they
+/// do not arrive in time; callers compare with what they expect).
+fn read_n(c: &BaseConsumer, topic: &str, partition: i32, n: usize) -> Vec<OwnedMessage> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
         .unwrap();
     c.assign(&tpl).expect("assign");
     let mut out = Vec::new();
-    let mut last = Instant::now();
     let deadline = Instant::now() + CLIENT_TIMEOUT * 3;
-    while last.elapsed() < QUIET && Instant::now() < deadline {
+    while out.len() < n && Instant::now() < deadline {
         match c.poll(Duration::from_millis(100)) {
             None => {}
-            Some(Ok(m)) => {
-                out.push(m.detach());
-                last = Instant::now();
-            }
+            Some(Ok(m)) => out.push(m.detach()),
             Some(Err(e)) => panic!("consumer of {topic}/{partition}: {e}"),
         }
     }
     out
+}
+
+/// (high watermark, last stable offset) of `topic/partition`, as ListOffsets reports them
+/// to read_uncommitted and read_committed consumers.
+fn end_offsets(broker: &Broker, topic: &str, partition: i32) -> (i64, i64) {
+    let mut conn = raw::Conn::open(broker.addr());
+    (
+        raw::latest_offset(&mut conn, topic, partition, 0),
+        raw::latest_offset(&mut conn, topic, partition, 1),
+    )
 }
 
 fn payloads(messages: &[OwnedMessage]) -> Vec<String> {
@@ -105,10 +109,13 @@ fn committed_records_are_visible_to_read_committed_and_aborted_ones_are_not() {
     }
     p.commit_transaction(CLIENT_TIMEOUT).expect("commit 2");
 
-    let committed = payloads(&read_all(
+    // 18 records + 3 markers, and no transaction left open.
+    assert_eq!(end_offsets(&broker, &topic, 0), (21, 21));
+    let committed = payloads(&read_n(
         &isolated_consumer(&broker.bootstrap(), "read_committed"),
         &topic,
         0,
+        13,
     ));
     let want: Vec<String> = (0..10)
         .map(|i| format!("c1-{i}"))
@@ -119,10 +126,11 @@ fn committed_records_are_visible_to_read_committed_and_aborted_ones_are_not() {
         "read_committed sees exactly the committed records"
     );
 
-    let everything = payloads(&read_all(
+    let everything = payloads(&read_n(
         &isolated_consumer(&broker.bootstrap(), "read_uncommitted"),
         &topic,
         0,
+        18,
     ));
     assert_eq!(
         everything.len(),
@@ -160,14 +168,20 @@ fn an_open_transaction_holds_back_read_committed_consumers() {
             .await
             .expect("plain produce");
     });
-    let rc = isolated_consumer(&broker.bootstrap(), "read_committed");
-    assert!(
-        read_all(&rc, &topic, 0).is_empty(),
-        "nothing after the open transaction's first offset is stable"
+    assert_eq!(
+        end_offsets(&broker, &topic, 0),
+        (2, 0),
+        "nothing from the open transaction's first offset on is stable"
     );
     p.commit_transaction(CLIENT_TIMEOUT).expect("commit");
     assert_eq!(
-        payloads(&read_all(&rc, &topic, 0)),
+        end_offsets(&broker, &topic, 0),
+        (3, 3),
+        "the marker closed it"
+    );
+    let rc = isolated_consumer(&broker.bootstrap(), "read_committed");
+    assert_eq!(
+        payloads(&read_n(&rc, &topic, 0, 2)),
         vec!["pending", "plain"]
     );
 }
@@ -206,10 +220,14 @@ fn a_new_producer_with_the_same_transactional_id_fences_the_old_one() {
         .commit_transaction(CLIENT_TIMEOUT)
         .expect("commit fresh");
 
-    let seen = payloads(&read_all(
+    // zombie-open (0), its abort marker written when the zombie was fenced (1), fresh (2),
+    // its commit marker (3): the fenced late write never landed and nothing is left open.
+    assert_eq!(end_offsets(&broker, &topic, 0), (4, 4));
+    let seen = payloads(&read_n(
         &isolated_consumer(&broker.bootstrap(), "read_committed"),
         &topic,
         0,
+        1,
     ));
     assert_eq!(seen, vec!["fresh"]);
 }
@@ -222,67 +240,10 @@ const EOS_RECORDS: usize = 300;
 const EOS_GROUP: &str = "eos-loop";
 const EOS_TXN_ID: &str = "eos-loop-txn";
 
-/// The loop itself, run in a child process (this test binary, filtered to this test) so the
-/// parent can kill it with SIGKILL. Does nothing unless `SLUICE_EOS_BOOTSTRAP` is set.
-#[test]
-#[ignore = "worker process of exactly_once_loop_survives_a_crash"]
-fn eos_loop_worker() {
-    let Ok(bootstrap) = std::env::var("SLUICE_EOS_BOOTSTRAP") else {
-        return;
-    };
-    let input = std::env::var("SLUICE_EOS_INPUT").unwrap();
-    let output = std::env::var("SLUICE_EOS_OUTPUT").unwrap();
-    let mut cc = client_config(&bootstrap);
-    cc.set("group.id", EOS_GROUP)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest");
-    let c: BaseConsumer = cc.create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&input, 0, Offset::Stored).unwrap();
-    c.assign(&tpl).unwrap();
-    let p = txn_producer(&bootstrap, EOS_TXN_ID);
-    p.init_transactions(CLIENT_TIMEOUT).unwrap();
-    let mut idle = Instant::now();
-    while idle.elapsed() < Duration::from_secs(5) {
-        let mut batch = Vec::new();
-        while batch.len() < 10 {
-            match c.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => batch.push(m.detach()),
-                Some(Err(e)) => panic!("worker consumer: {e}"),
-                None => break,
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        idle = Instant::now();
-        p.begin_transaction().unwrap();
-        for m in &batch {
-            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_uppercase();
-            send(&p, &output, 0, &v);
-        }
-        // Slow enough that a kill lands inside a transaction.
-        std::thread::sleep(Duration::from_millis(50));
-        let next = batch.last().unwrap().offset() + 1;
-        let mut offsets = TopicPartitionList::new();
-        offsets
-            .add_partition_offset(&input, 0, Offset::Offset(next))
-            .unwrap();
-        let cgm = c.group_metadata().expect("group metadata");
-        p.send_offsets_to_transaction(&offsets, &cgm, CLIENT_TIMEOUT)
-            .unwrap();
-        p.commit_transaction(CLIENT_TIMEOUT).unwrap();
-        println!("committed through {next}");
-    }
-}
-
+/// The loop runs in a child process (`test-worker eos-loop`) so the test can SIGKILL it.
 fn spawn_worker(bootstrap: &str, input: &str, output: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "eos_loop_worker", "--ignored", "--nocapture"])
-        .env("SLUICE_EOS_BOOTSTRAP", bootstrap)
-        .env("SLUICE_EOS_INPUT", input)
-        .env("SLUICE_EOS_OUTPUT", output)
+    test_worker()
+        .args(["eos-loop", bootstrap, input, output, EOS_GROUP, EOS_TXN_ID])
         .spawn()
         .expect("spawn the loop worker")
 }
@@ -329,10 +290,13 @@ fn exactly_once_loop_survives_a_crash() {
     let status = second.wait().expect("second worker");
     assert!(status.success(), "the restarted loop failed: {status}");
 
-    let seen = payloads(&read_all(
+    let (high_watermark, last_stable) = end_offsets(&broker, &output, 0);
+    assert_eq!(last_stable, high_watermark, "no transaction left open");
+    let seen = payloads(&read_n(
         &isolated_consumer(&broker.bootstrap(), "read_committed"),
         &output,
         0,
+        EOS_RECORDS,
     ));
     let want: Vec<String> = (0..EOS_RECORDS).map(|i| format!("R{i:04}")).collect();
     assert_eq!(seen.len(), want.len(), "exactly one output per input");
@@ -382,10 +346,16 @@ fn idempotent_producer_has_no_duplicates_or_gaps_across_a_broker_kill() {
     }
     p.flush(Duration::from_secs(120))
         .expect("every record delivered");
-    let seen = payloads(&read_all(
+    // No duplicate took an offset: exactly one offset per record.
+    assert_eq!(
+        end_offsets(&broker, &topic, 0),
+        (RECORDS as i64, RECORDS as i64)
+    );
+    let seen = payloads(&read_n(
         &consumer(&broker.bootstrap(), &[("auto.offset.reset", "earliest")]),
         &topic,
         0,
+        RECORDS,
     ));
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
     for s in &seen {

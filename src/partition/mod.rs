@@ -11,6 +11,8 @@
 pub mod producers;
 mod replay;
 pub mod snapshot;
+#[cfg(test)]
+mod tests;
 pub mod topic_config;
 pub mod txn_index;
 

@@ -39,6 +39,24 @@ pub fn sluice_bin() -> PathBuf {
     }
 }
 
+/// The client worker program (`tests/workers/test_worker.rs`, an example target `cargo test`
+/// builds next to the test binaries): clients a test can kill with SIGKILL.
+pub fn test_worker() -> Command {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/test-worker
+    let worker = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("examples").join("test-worker"))
+        .expect("test binary has a target directory");
+    assert!(
+        worker.exists(),
+        "{} is missing: build it with `cargo test` (or `cargo build --release --examples`)",
+        worker.display()
+    );
+    Command::new(worker)
+}
+
 /// A port that was free a moment ago (bind 127.0.0.1:0, read it, drop the listener).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");

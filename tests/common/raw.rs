@@ -149,3 +149,27 @@ pub fn produce(conn: &mut Conn, version: i16, topic: &str, batch: Bytes) -> (i16
         other => panic!("produce: {other:?}"),
     }
 }
+
+/// The end offset of `topic/partition` that ListOffsets (v5, LATEST) reports at an isolation
+/// level: the high watermark for read_uncommitted (0), the last stable offset for
+/// read_committed (1).
+pub fn latest_offset(conn: &mut Conn, topic: &str, partition: i32, isolation_level: i8) -> i64 {
+    let p = list_offsets_request::ListOffsetsPartition::default()
+        .with_partition_index(partition)
+        .with_timestamp(-1);
+    let t = list_offsets_request::ListOffsetsTopic::default()
+        .with_name(name(topic))
+        .with_partitions(vec![p]);
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation_level)
+        .with_topics(vec![t]);
+    match conn.call(ApiKey::ListOffsets, 5, &RequestKind::ListOffsets(request)) {
+        Ok(ResponseKind::ListOffsets(r)) => {
+            let p = &r.topics[0].partitions[0];
+            assert_eq!(p.error_code, 0, "ListOffsets {topic}/{partition}");
+            p.offset
+        }
+        other => panic!("list offsets: {other:?}"),
+    }
+}

@@ -1,0 +1,125 @@
+//! Behaviour of a `Partition` on a real filesystem: idempotent retries, the transaction
+//! index, and `truncate_to` rolling the log and the derived state back together.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::{AppendError, Appended, Partition, TopicConfig};
+use crate::raft::Acks;
+use crate::util::ids::Offset;
+
+fn run<F: Future<Output = ()>>(fut: F) {
+    glommio::LocalExecutorBuilder::default()
+        .io_memory(0)
+        .make()
+        .unwrap()
+        .run(fut);
+}
+
+async fn open(dir: &Path) -> Partition {
+    Partition::open(
+        Arc::from("t"),
+        uuid::Uuid::nil(),
+        0,
+        dir.to_path_buf(),
+        TopicConfig::default(),
+        1 << 20,
+    )
+    .await
+    .unwrap()
+}
+
+/// One batch of `count` records from producer `pid` starting at `sequence`.
+fn batch(pid: i64, sequence: i32, count: usize, transactional: bool) -> BytesMut {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: sequence + i as i32,
+            timestamp: 1_000,
+            key: None,
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf
+}
+
+fn append(p: &Partition, b: BytesMut) -> Appended {
+    p.append(b, false, 1_000).unwrap()
+}
+
+fn base_offset(a: Appended) -> i64 {
+    match a {
+        Appended::New(info) => info.base_offset,
+        Appended::Duplicate(original) => panic!("unexpected duplicate of {original:?}"),
+    }
+}
+
+#[test]
+fn a_retry_is_answered_with_the_original_offset_before_and_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let p = open(dir.path()).await;
+        assert_eq!(base_offset(append(&p, batch(7, 0, 2, false))), 0);
+        let second = append(&p, batch(7, 2, 1, false));
+        let Appended::New(info) = second else {
+            panic!("second batch is new")
+        };
+        p.wait(&info, Acks::All).await.unwrap();
+        match append(&p, batch(7, 0, 2, false)) {
+            Appended::Duplicate(original) => assert_eq!(original.base_offset, 0),
+            other => panic!("retry appended again: {other:?}"),
+        }
+        p.close().await.unwrap();
+        let p = open(dir.path()).await;
+        match append(&p, batch(7, 2, 1, false)) {
+            Appended::Duplicate(original) => assert_eq!(original.base_offset, 2),
+            other => panic!("retry after reopen appended again: {other:?}"),
+        }
+        assert!(matches!(
+            p.append(batch(7, 9, 1, false), false, 1_000),
+            Err(AppendError::OutOfOrder { expected: 3, .. })
+        ));
+    });
+}
+
+#[test]
+fn each_open_is_a_new_leader_epoch_stamped_on_new_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let p = open(dir.path()).await;
+        let first = p.leader_epoch();
+        let Appended::New(info) = append(&p, batch(-1, -1, 1, false)) else {
+            panic!("plain batch is new")
+        };
+        p.wait(&info, Acks::All).await.unwrap();
+        p.close().await.unwrap();
+        let p = open(dir.path()).await;
+        assert_eq!(p.leader_epoch().get(), first.get() + 1);
+        // OffsetForLeaderEpoch: the first epoch ends where the log ends (nothing newer yet).
+        assert_eq!(
+            p.end_offset_for_epoch(first),
+            Some((first, Offset(1))),
+            "epoch history comes from the log"
+        );
+    });
+}
