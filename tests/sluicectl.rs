@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,17 @@ use kafka_protocol::messages::{ApiKey, MetadataRequest};
 use serde_json::Value;
 use sluice::client::{Client, ClientConfig, ProduceOptions, ProduceRecord};
 
-fn ctl_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_sluicectl")
+/// The `sluicectl` binary. It is its own workspace package (tools/sluicectl), so cargo does
+/// not hand this test its path; it is built into the same target directory as the broker.
+fn ctl_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_sluice")).with_file_name("sluicectl");
+    assert!(
+        bin.is_file(),
+        "{} is missing: sluicectl is a separate workspace package; build it with \
+         `cargo build --release --workspace` or run `cargo test --release --workspace`",
+        bin.display()
+    );
+    bin
 }
 
 /// Run sluicectl against `brokers` with `args`, feeding `stdin`.
