@@ -5,7 +5,6 @@
 //! keeps the metadata image and the partitions each shard owns, `raft` is the replicated-log
 //! seam every partition writes through, and `storage` is the on-disk log.
 
-pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod groups;

@@ -1,6 +1,6 @@
-//! End-to-end tests of `sluicectl` (and of the `sluice::client` it is built on) against a real
-//! `sluice` broker: every subcommand is run as a process, with `--format json` output parsed
-//! and checked.
+//! End-to-end tests of `sluicectl` (and of the `sluice-client` crate it is built on) against a
+//! real `sluice` broker: every subcommand is run as a process, with `--format json` output
+//! parsed and checked.
 
 mod common;
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::Broker;
 use kafka_protocol::messages::{ApiKey, MetadataRequest};
 use serde_json::Value;
-use sluice::client::{Client, ClientConfig, ProduceOptions, ProduceRecord};
+use sluice_client::{Client, ClientConfig, ProduceOptions, ProduceRecord};
 
 /// The `sluicectl` binary. It is its own workspace package (tools/sluicectl), so cargo does
 /// not hand this test its path; it is built into the same target directory as the broker.
@@ -699,7 +699,7 @@ fn client_pipelines_against_the_broker() {
         assert_eq!(r.base_offset, i);
     }
     let f = c
-        .fetch("pipe", 0, 2, &sluice::client::FetchOptions::default())
+        .fetch("pipe", 0, 2, &sluice_client::FetchOptions::default())
         .unwrap();
     assert_eq!(f.high_watermark, 5);
     assert_eq!(f.records.first().map(|r| r.offset), Some(2));

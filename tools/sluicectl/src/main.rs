@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use serde_json::{json, Value};
-use sluice::client::{
+use sluice_client::{
     Acks, Client, ClientConfig, Compression, ConfigResource, ConsumedRecord, Error, FetchOptions,
     NewTopic, OffsetSpec, ProduceOptions, ProduceRecord, TopicInfo,
 };
@@ -522,7 +522,7 @@ fn topic_describe(cli: &Cli, client: &Client, name: &str) -> CmdResult {
         .collect();
     let earliest = client.list_offsets(name, &with_leader, OffsetSpec::Earliest)?;
     let latest = client.list_offsets(name, &with_leader, OffsetSpec::Latest)?;
-    let find = |v: &[sluice::client::PartitionOffset], p: i32| {
+    let find = |v: &[sluice_client::PartitionOffset], p: i32| {
         v.iter().find(|o| o.partition == p).map(|o| o.offset)
     };
     let configs = if client.supports(ApiKey::DescribeConfigs)? {
@@ -837,7 +837,7 @@ fn reset_offsets(cli: &Cli, client: &Client, a: &ResetArgs) -> CmdResult {
         None => None,
     };
     let committed = client.fetch_committed(&a.name, Some(&[(a.topic.clone(), parts.clone())]))?;
-    let get = |v: &[sluice::client::PartitionOffset], p: i32| {
+    let get = |v: &[sluice_client::PartitionOffset], p: i32| {
         v.iter()
             .find(|o| o.partition == p)
             .map(|o| o.offset)

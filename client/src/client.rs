@@ -36,9 +36,9 @@ use kafka_protocol::records::Compression;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::connection::{Connection, ConnectionConfig};
-use super::error::{check, Error, Result};
-use super::records::{decode_fetched, encode_batch, ConsumedRecord, ProduceRecord};
+use crate::connection::{Connection, ConnectionConfig};
+use crate::error::{check, Error, Result};
+use crate::records::{decode_fetched, encode_batch, ConsumedRecord, ProduceRecord};
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())

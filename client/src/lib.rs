@@ -1,5 +1,5 @@
 //! A small blocking, pipelined Kafka client used by `sluice-bench` and `sluicectl` (never by
-//! the broker itself).
+//! the broker itself, which is why it is a crate of its own: the broker does not compile it).
 //!
 //! It exists so the benchmark measures the broker rather than a client library's batching
 //! and threading, and so the operator tool has no C dependency. It speaks the Kafka protocol
@@ -10,7 +10,6 @@
 //! - [`Client`]: bootstrap, Metadata, routing to partition leaders and group coordinators,
 //!   and helpers for topics, configs, produce/fetch, offsets and consumer groups.
 
-#[allow(clippy::module_inception)]
 mod client;
 mod connection;
 mod error;
