@@ -15,13 +15,17 @@ use serde_json::Value;
 use sluice_client::{Client, ClientConfig, ProduceOptions, ProduceRecord};
 
 /// The `sluicectl` binary. It is its own workspace package (tools/sluicectl), so cargo does
-/// not hand this test its path; it is built into the same target directory as the broker.
+/// not hand this test its path; it is built into the same directory as the broker binary.
+/// From the workspace root, `cargo test --release --workspace` and `cargo test --release
+/// --test sluicectl` build it first (tools/sluicectl/tests/sluicectl.rs says why);
+/// `-p sluice` alone does not.
 fn ctl_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_sluice")).with_file_name("sluicectl");
     assert!(
         bin.is_file(),
         "{} is missing: sluicectl is a separate workspace package; build it with \
-         `cargo build --release --workspace` or run `cargo test --release --workspace`",
+         `cargo build --release` or run `cargo test --release --workspace` \
+         (or `cargo test --release --test sluicectl`) from the workspace root",
         bin.display()
     );
     bin
