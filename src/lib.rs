@@ -3,8 +3,6 @@
 //! Modules, lowest layer first; each uses only the ones above it in this list
 //! (`tests/layering.rs` enforces it, `docs/architecture.md` draws it):
 
-/// (moving) the Kafka client.
-pub mod client;
 /// Metadata image, controller, shards and the mesh between them, partition tables.
 pub mod cluster;
 /// The broker's resolved configuration: defaults < file < environment < flags.

@@ -78,7 +78,7 @@ pub struct Cli {
     /// Requests in flight per producer (0: automatic).
     #[arg(long)]
     pub max_in_flight: Option<usize>,
-    /// native (sluice::client) or rdkafka (needs the `rdkafka` feature).
+    /// native (sluice-client) or rdkafka (needs the `rdkafka` feature).
     #[arg(long, value_enum)]
     pub client: Option<ClientKind>,
     /// The broker's data directory when it is local: the fdatasync floor is measured there

@@ -1,4 +1,4 @@
-//! The native load driver: producers and consumers on `sluice::client` connections.
+//! The native load driver: producers and consumers on `sluice-client` connections.
 //!
 //! Each producer owns its own client (its own TCP connection per broker, like separate
 //! producer processes) and sends on an open-loop schedule: it never waits for a response
@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{FetchRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use sluice::client::{
+use sluice_client::{
     build_produce_request, decode_fetched, encode_batch, Client, ClientConfig, Completion,
     Connection, NewTopic, OffsetSpec, ProduceOptions, ProduceRecord,
 };

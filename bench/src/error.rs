@@ -40,7 +40,7 @@ pub enum BenchError {
         context: String,
         /// The client's error.
         #[source]
-        source: sluice::client::Error,
+        source: sluice_client::Error,
     },
     /// Anything else that makes the run meaningless (e.g. every request failed).
     #[error("{0}")]
@@ -49,7 +49,7 @@ pub enum BenchError {
 
 impl BenchError {
     /// Wrap a client error with what was being done.
-    pub fn client(context: impl Into<String>, source: sluice::client::Error) -> Self {
+    pub fn client(context: impl Into<String>, source: sluice_client::Error) -> Self {
         BenchError::Client {
             context: context.into(),
             source,

@@ -3,7 +3,7 @@
 //! It exists to answer one question honestly: what latency does a client see, and how far is
 //! that from what the machine physically allows? So it
 //! - sends on a fixed schedule and measures from the *intended* send time (no coordinated
-//!   omission), pipelining requests over its own client (`sluice::client`) so it measures
+//!   omission), pipelining requests over its own client (`sluice-client`) so it measures
 //!   the broker rather than a client library;
 //! - measures the floor in the same run (fdatasync of the data disk, loopback round trip)
 //!   and reports every percentile as a multiple of it;

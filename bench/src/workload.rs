@@ -48,11 +48,11 @@ pub enum AckLevel {
 
 impl AckLevel {
     /// The client's representation.
-    pub fn to_client(self) -> sluice::client::Acks {
+    pub fn to_client(self) -> sluice_client::Acks {
         match self {
-            AckLevel::None => sluice::client::Acks::None,
-            AckLevel::Leader => sluice::client::Acks::Leader,
-            AckLevel::All => sluice::client::Acks::All,
+            AckLevel::None => sluice_client::Acks::None,
+            AckLevel::Leader => sluice_client::Acks::Leader,
+            AckLevel::All => sluice_client::Acks::All,
         }
     }
 }
@@ -131,8 +131,8 @@ pub enum CompressionKind {
 
 impl CompressionKind {
     /// The codec as the record encoder names it.
-    pub fn to_client(self) -> sluice::client::Compression {
-        use sluice::client::Compression as C;
+    pub fn to_client(self) -> sluice_client::Compression {
+        use sluice_client::Compression as C;
         match self {
             CompressionKind::None => C::None,
             CompressionKind::Gzip => C::Gzip,
@@ -158,7 +158,7 @@ impl CompressionKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientKind {
-    /// `sluice::client`: pipelined, no client-side batching of its own, so it measures the
+    /// `sluice-client`: pipelined, no client-side batching of its own, so it measures the
     /// broker.
     Native,
     /// librdkafka (needs the `rdkafka` cargo feature): what librdkafka users see.

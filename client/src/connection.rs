@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Kafka's UNSUPPORTED_VERSION: an ApiVersions request newer than the broker knows is answered
 /// with this code and a v0 body listing what the broker does support (KIP-511).
@@ -356,7 +356,7 @@ impl Connection {
                 .unwrap_or(0);
             let c = self.send_raw(&ApiVersionsRequest::default(), version)?;
             let resp: ApiVersionsResponse = c.decode()?;
-            super::error::check(resp.error_code, self.addr(), || "ApiVersions".into(), None)?;
+            crate::error::check(resp.error_code, self.addr(), || "ApiVersions".into(), None)?;
             return Ok(BrokerVersions::from_response(&resp));
         }
         let resp = ApiVersionsResponse::decode(&mut body, API_VERSIONS_FIRST).map_err(|e| {
@@ -367,7 +367,7 @@ impl Connection {
                 reason: e.to_string(),
             }
         })?;
-        super::error::check(resp.error_code, self.addr(), || "ApiVersions".into(), None)?;
+        crate::error::check(resp.error_code, self.addr(), || "ApiVersions".into(), None)?;
         Ok(BrokerVersions::from_response(&resp))
     }
 
@@ -588,7 +588,7 @@ fn reader_loop(mut stream: TcpStream, shared: Arc<Shared>, max_frame: usize) {
     let reason = loop {
         let mut len_buf = [0u8; 4];
         if let Err(e) = stream.read_exact(&mut len_buf) {
-            break super::error::describe_io(&e);
+            break crate::error::describe_io(&e);
         }
         let len = i32::from_be_bytes(len_buf);
         if len < 4 || len as usize > max_frame {
@@ -596,7 +596,7 @@ fn reader_loop(mut stream: TcpStream, shared: Arc<Shared>, max_frame: usize) {
         }
         let mut frame = vec![0u8; len as usize];
         if let Err(e) = stream.read_exact(&mut frame) {
-            break super::error::describe_io(&e);
+            break crate::error::describe_io(&e);
         }
         let received_at = Instant::now();
         let mut frame = Bytes::from(frame);

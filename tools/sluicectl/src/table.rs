@@ -57,6 +57,14 @@ pub fn kv(pairs: &[(&str, String)]) -> String {
         .collect()
 }
 
+/// Node ids or partition numbers as one cell: `1,2,3`.
+pub fn join(v: &[i32]) -> String {
+    v.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
