@@ -1,7 +1,10 @@
 //! Sluice: a Kafka-protocol broker for latency-critical workloads.
 //!
-//! Modules, lowest layer first; each uses only the ones above it in this list
-//! (`tests/layering.rs` enforces it, `docs/architecture.md` draws it):
+//! The modules form one dependency order, lowest first: `util` < `metrics` < `config` <
+//! `storage` < `raft` < `partition` < `cluster` < `coordinator` < `groups` < `txn` <
+//! `kafka` < `net` < `server` < `tune`. Each uses only the modules before it
+//! (`tests/layering.rs` enforces it, `docs/architecture.md` draws it). The Kafka client the
+//! tools and the benchmark use is its own crate, `sluice-client` (`client/`).
 
 /// Metadata image, controller, shards and the mesh between them, partition tables.
 pub mod cluster;
