@@ -491,12 +491,13 @@ fn measure_writes(
 
 /// Measures the data directory and writes `io-profile.json` into it.
 pub fn measure(args: &IotuneArgs) -> Result<IoProfile, IotuneError> {
-    let size_bytes =
-        crate::config::parse_size_bytes(&args.size).map_err(|reason| IotuneError::Invalid {
+    let size_bytes = crate::util::units::parse_size_bytes(&args.size).map_err(|reason| {
+        IotuneError::Invalid {
             flag: "--size",
             value: args.size.clone(),
             reason,
-        })?;
+        }
+    })?;
     if size_bytes < SIZE_BYTES_MIN {
         return Err(IotuneError::Invalid {
             flag: "--size",

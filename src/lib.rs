@@ -18,3 +18,4 @@ pub mod runtime;
 pub mod storage;
 pub mod tune;
 pub mod txn;
+pub mod util;

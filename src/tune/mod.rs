@@ -250,7 +250,7 @@ impl Context {
             etc: args.etc_root.clone(),
         };
         let ballast_size_bytes =
-            crate::config::parse_size_bytes(&args.ballast_size).map_err(|reason| {
+            crate::util::units::parse_size_bytes(&args.ballast_size).map_err(|reason| {
                 TuneError::Invalid {
                     flag: "--ballast-size",
                     value: args.ballast_size.clone(),
@@ -260,7 +260,7 @@ impl Context {
         let plan = plan::plan(&roots);
         let shard_cpus = match &args.cpuset {
             Some(text) => {
-                crate::config::parse_cpuset(text).map_err(|reason| TuneError::Invalid {
+                crate::util::units::parse_cpuset(text).map_err(|reason| TuneError::Invalid {
                     flag: "--cpuset",
                     value: text.clone(),
                     reason,
