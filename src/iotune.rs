@@ -4,9 +4,9 @@
 //! iotune measures, with O_DIRECT on the data directory's own filesystem, the sequential
 //! write bandwidth, 4 KiB and 16 KiB write latency and the latency of fdatasync after a
 //! 4 KiB append into pre-allocated space (what the log does), and writes the result to
-//! `io-profile.json` in the data directory. The broker reads it ([`load_profile`]) to size
-//! its write chunks, in-flight writes and fsync coalescing window, and `sluice-bench` reports
-//! latencies as multiples of the fdatasync p99.
+//! `io-profile.json` in the data directory (the format is [`crate::storage::io_profile`]'s).
+//! The broker reads it at start-up to size its write chunks, in-flight writes and fsync
+//! coalescing window, and `sluice-bench` reports latencies as multiples of the fdatasync p99.
 //!
 //! Plain threads and `pwrite`/`fdatasync` are used rather than glommio: one synchronous call
 //! per sample is the simplest thing whose latency is unambiguous, and it is what `fio
@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
-/// File name of the profile inside the data directory.
-pub const PROFILE_FILE_NAME: &str = "io-profile.json";
-/// Version of the profile format; bumped when a field changes meaning.
-pub const PROFILE_VERSION: u32 = 1;
+use crate::storage::io_profile::{
+    store_profile, IoProfile, LatencyNs, StoreProfileError, PROFILE_FILE_NAME, PROFILE_VERSION,
+};
+
 /// Default test file size: small enough for CI, large enough to leave the device cache.
 pub const SIZE_DEFAULT: &str = "128MiB";
 /// Default total measuring time, split over the four phases.
@@ -69,66 +68,6 @@ pub struct IotuneArgs {
     /// Do not draw the progress line on stderr
     #[arg(long)]
     pub quiet: bool,
-}
-
-/// Latency percentiles of one phase, in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LatencyNs {
-    /// Samples measured.
-    pub samples: u64,
-    /// Median.
-    pub p50_ns: u64,
-    /// 99th percentile: what one request in a hundred waits.
-    pub p99_ns: u64,
-    /// 99.9th percentile.
-    pub p999_ns: u64,
-    /// Slowest sample.
-    pub max_ns: u64,
-}
-
-/// The measured I/O profile of a data directory, as stored in `io-profile.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IoProfile {
-    /// Format version ([`PROFILE_VERSION`]).
-    pub version: u32,
-    /// The directory measured.
-    pub data_dir: PathBuf,
-    /// Its filesystem type (`xfs`, `ext4`, ...).
-    pub filesystem: String,
-    /// When it was measured (seconds since the Unix epoch).
-    pub measured_at_unix_secs: u64,
-    /// Size of the pre-allocated test file.
-    pub file_size_bytes: u64,
-    /// Total measuring time asked for.
-    pub duration_secs: u64,
-    /// Block size of the sequential phase.
-    pub seq_write_block_bytes: u64,
-    /// Writer threads of the sequential phase.
-    pub seq_write_threads: u64,
-    /// Sequential O_DIRECT write bandwidth, including the final fdatasync.
-    pub seq_write_bytes_per_sec: u64,
-    /// Latency of one 4 KiB O_DIRECT write (no sync) to written blocks.
-    pub write_4k_latency: LatencyNs,
-    /// Latency of one 16 KiB O_DIRECT write (no sync) to written blocks.
-    pub write_16k_latency: LatencyNs,
-    /// Latency of fdatasync after a 4 KiB O_DIRECT append into pre-allocated space: the
-    /// floor of every acks=all produce.
-    pub fdatasync_latency: LatencyNs,
-}
-
-impl IoProfile {
-    /// The latency floor of a durable write: fdatasync p99, which bench divides by.
-    pub fn fsync_floor_ns(&self) -> u64 {
-        self.fdatasync_latency.p99_ns
-    }
-}
-
-/// Reads `io-profile.json` from the data directory; `None` when it is missing or unreadable
-/// (the broker then falls back to its defaults).
-pub fn load_profile(data_dir: &Path) -> Option<IoProfile> {
-    let text = std::fs::read_to_string(data_dir.join(PROFILE_FILE_NAME)).ok()?;
-    let profile: IoProfile = serde_json::from_str(&text).ok()?;
-    (profile.version == PROFILE_VERSION).then_some(profile)
 }
 
 /// Why iotune could not measure.
@@ -550,16 +489,20 @@ pub fn measure(args: &IotuneArgs) -> Result<IoProfile, IotuneError> {
         write_16k_latency,
         fdatasync_latency,
     };
-    let path = args.data_dir.join(PROFILE_FILE_NAME);
-    let text = serde_json::to_string_pretty(&profile).map_err(|e| IotuneError::Io {
-        what: "cannot encode",
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    std::fs::write(&path, text + "\n").map_err(|source| IotuneError::Io {
-        what: "cannot write",
-        path: path.clone(),
-        source,
+    store_profile(&args.data_dir, &profile).map_err(|e| {
+        let path = args.data_dir.join(PROFILE_FILE_NAME);
+        match e {
+            StoreProfileError::Encode(e) => IotuneError::Io {
+                what: "cannot encode",
+                path,
+                source: e.into(),
+            },
+            StoreProfileError::Write(source) => IotuneError::Io {
+                what: "cannot write",
+                path,
+                source,
+            },
+        }
     })?;
     Ok(profile)
 }
@@ -638,6 +581,7 @@ pub fn run(args: &IotuneArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::io_profile::load_profile;
 
     fn args(dir: &Path) -> IotuneArgs {
         IotuneArgs {
@@ -708,12 +652,5 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    #[test]
-    fn stale_or_foreign_profiles_are_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(PROFILE_FILE_NAME), "{not json").unwrap();
-        assert!(load_profile(dir.path()).is_none());
     }
 }

@@ -126,7 +126,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 /// window: every waiter that arrives during a flush shares the next one.
 fn apply_io_profile(config: &Config) {
     use crate::storage::appender::{set_chunk_size_bytes, CHUNK_SIZE_BYTES_DEFAULT};
-    match crate::iotune::load_profile(&config.data_dir) {
+    match crate::storage::io_profile::load_profile(&config.data_dir) {
         Some(profile) => {
             let per_sync = profile
                 .seq_write_bytes_per_sec
