@@ -208,7 +208,7 @@ pub enum Command {
     /// Check (and with --apply, fix) host settings that decide tail latency
     Tune(crate::tune::TuneArgs),
     /// Measure the data directory's disk and write io-profile.json
-    Iotune(crate::iotune::IotuneArgs),
+    Iotune(crate::tune::iotune::IotuneArgs),
 }
 
 /// Flags of `sluice start`. All optional so file and environment can fill the gaps; values

@@ -9,7 +9,6 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod groups;
-pub mod iotune;
 pub mod kafka;
 pub mod metrics;
 pub mod net;

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     match Cli::parse().into_command() {
         Command::Start(start) => start_broker(start),
         Command::Tune(args) => ExitCode::from(sluice::tune::run(&args)),
-        Command::Iotune(args) => ExitCode::from(sluice::iotune::run(&args)),
+        Command::Iotune(args) => ExitCode::from(sluice::tune::iotune::run(&args)),
     }
 }
 

@@ -6,11 +6,13 @@
 //! `--apply` performs (only for findings that are not OK, so a second run changes nothing),
 //! `--dry-run` prints, and `--persist` turns into files under `/etc`. All paths go through
 //! [`sys::Roots`] so tests run against a fake tree. `sluice start` runs the same checks
-//! read-only ([`check_at_start`]).
+//! read-only ([`check_at_start`]). `sluice iotune`, which measures the data disk, is
+//! [`iotune`].
 
 pub mod ballast;
 pub mod cpu;
 pub mod disk;
+pub mod iotune;
 pub mod irq;
 pub mod limits;
 pub mod memory;

@@ -474,7 +474,7 @@ pub fn measure(args: &IotuneArgs) -> Result<IoProfile, IotuneError> {
     let profile = IoProfile {
         version: PROFILE_VERSION,
         data_dir: args.data_dir.clone(),
-        filesystem: crate::tune::disk::filesystem_type(&args.data_dir)
+        filesystem: super::disk::filesystem_type(&args.data_dir)
             .unwrap_or("unknown")
             .to_string(),
         measured_at_unix_secs: std::time::SystemTime::now()
