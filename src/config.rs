@@ -5,14 +5,14 @@
 //! origin, then parsed and validated by the same function, so an error names the flag, the TOML
 //! key, the value and where it came from, whatever the source.
 //!
-//! The command line is parsed with clap, but clap's own `env` support is not used: the
-//! environment is passed in as a function so tests never depend on the process environment.
+//! The command line is parsed by the binary (`src/main.rs`) and arrives as [`Overrides`];
+//! clap's own `env` support is not used: the environment is passed in as a function so tests
+//! never depend on the process environment.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::util::units::{
@@ -94,9 +94,6 @@ pub struct Config {
 /// Why a configuration could not be built; every variant names the setting or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The command line did not parse (or help/version was asked for); clap explains why.
-    #[error("{0}")]
-    Cli(#[from] clap::Error),
     /// The file given with `--config` could not be read.
     #[error("cannot read config file {}: {source}", path.display())]
     ReadFile {
@@ -174,101 +171,49 @@ impl fmt::Display for Origin {
     }
 }
 
-/// The `sluice` command line; with no subcommand it behaves as `sluice start`.
-#[derive(Debug, Parser)]
-#[command(
-    name = "sluice",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    /// The subcommand; `None` means `start`.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// `start` flags given without the word `start` (`sluice --data-dir x`).
-    #[command(flatten)]
-    pub start: StartArgs,
-}
-
-impl Cli {
-    /// The command to run, turning a bare `sluice [flags]` into `start [flags]`.
-    pub fn into_command(self) -> Command {
-        self.command.unwrap_or(Command::Start(self.start))
-    }
-}
-
-/// What `sluice` was asked to do; new commands (e.g. `tune`) are added as variants.
-#[derive(Debug, Subcommand)]
-// Parsed once per process; boxing StartArgs would only complicate every match on it.
-#[allow(clippy::large_enum_variant)]
-pub enum Command {
-    /// Start a broker.
-    Start(StartArgs),
-    /// Check (and with --apply, fix) host settings that decide tail latency
-    Tune(crate::tune::TuneArgs),
-    /// Measure the data directory's disk and write io-profile.json
-    Iotune(crate::tune::iotune::IotuneArgs),
-}
-
-/// Flags of `sluice start`. All optional so file and environment can fill the gaps; values
-/// are kept as text and validated in [`resolve`] with the same rules as the other sources.
-#[derive(Debug, Clone, Default, Args)]
-pub struct StartArgs {
-    /// TOML config file (keys: data_dir, kafka_addr, ...) [env: SLUICE_CONFIG]
-    #[arg(long, value_name = "PATH")]
+/// What the command line says about the broker's settings, before validation.
+///
+/// The binary (`src/main.rs`) fills it from the flags of `sluice start`; config does not know
+/// how they were parsed. Values stay text so [`resolve`] validates them with the same rules,
+/// and names them in errors the same way, as values from the file and the environment. Every
+/// field is optional so the file and the environment can fill the gaps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--config`: the TOML config file (else `SLUICE_CONFIG`).
     pub config: Option<PathBuf>,
-    /// Data directory [env: SLUICE_DATA_DIR] [default: ./data]
-    #[arg(long, value_name = "PATH")]
+    /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
-    /// Kafka listener [env: SLUICE_KAFKA_ADDR] [default: 127.0.0.1:9092]
-    #[arg(long, value_name = "HOST:PORT")]
+    /// `--kafka-addr`.
     pub kafka_addr: Option<String>,
-    /// Address given to clients [env: SLUICE_ADVERTISED_ADDR] [default: the kafka address,
-    /// 127.0.0.1 if it is 0.0.0.0 or ::]
-    #[arg(long, value_name = "HOST:PORT")]
+    /// `--advertised-addr`.
     pub advertised_addr: Option<String>,
-    /// Admin HTTP listener [env: SLUICE_ADMIN_ADDR] [default: 127.0.0.1:9644]
-    #[arg(long, value_name = "HOST:PORT")]
+    /// `--admin-addr`.
     pub admin_addr: Option<String>,
-    /// Number of shards, on the first N available CPUs [env: SLUICE_CORES] [default: all]
-    #[arg(long, value_name = "N", conflicts_with = "cpuset")]
+    /// `--cores`.
     pub cores: Option<String>,
-    /// CPUs to run shards on, e.g. 0,2-3 [env: SLUICE_CPUSET]
-    #[arg(long, value_name = "LIST")]
+    /// `--cpuset`.
     pub cpuset: Option<String>,
-    /// Broker id, >= 0 [env: SLUICE_NODE_ID] [default: 0]
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    /// `--node-id`.
     pub node_id: Option<String>,
-    /// Memory per shard, e.g. 2GiB [env: SLUICE_MEMORY] [default: 1GiB] [min: 64MiB]
-    #[arg(long, value_name = "SIZE")]
+    /// `--memory`.
     pub memory: Option<String>,
-    /// Largest request frame [env: SLUICE_MAX_REQUEST_BYTES] [default: 100MiB]
-    #[arg(long, value_name = "SIZE")]
+    /// `--max-request-bytes`.
     pub max_request_bytes: Option<String>,
-    /// Open connections allowed [env: SLUICE_MAX_CONNECTIONS] [default: 10000]
-    #[arg(long, value_name = "N")]
+    /// `--max-connections`.
     pub max_connections: Option<String>,
-    /// Log requests slower than this [env: SLUICE_SLOW_REQUEST_MS] [default: 1000]
-    #[arg(long, value_name = "MS")]
+    /// `--slow-request-ms`.
     pub slow_request_ms: Option<String>,
-    /// Create unknown topics on use [env: SLUICE_AUTO_CREATE_TOPICS] [default: true]
-    #[arg(long, value_name = "BOOL")]
+    /// `--auto-create-topics`.
     pub auto_create_topics: Option<String>,
-    /// Partitions of auto-created topics [env: SLUICE_DEFAULT_PARTITIONS] [default: 1]
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    /// `--default-partitions`.
     pub default_partitions: Option<String>,
-    /// First-rebalance delay of empty consumer groups, ms [env: SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS] [default: 3000]
-    #[arg(long, value_name = "MS")]
+    /// `--group-initial-rebalance-delay-ms`.
     pub group_initial_rebalance_delay_ms: Option<String>,
-    /// Tracing filter; RUST_LOG wins if set [env: SLUICE_LOG_LEVEL] [default: info]
-    #[arg(long, value_name = "STR")]
+    /// `--log-level`.
     pub log_level: Option<String>,
-    /// Registered io_uring buffer memory per shard [env: SLUICE_IO_MEMORY] [default: 8MiB]
-    #[arg(long, value_name = "SIZE")]
+    /// `--io-memory`.
     pub io_memory: Option<String>,
-    /// Refuse to start when a host check (as `sluice tune` runs it) FAILs
-    #[arg(long)]
+    /// `--production`: refuse to start when a host check FAILs (command line only).
     pub production: bool,
 }
 
@@ -458,51 +403,15 @@ fn file_size_text(size: Option<FileSize>) -> Option<String> {
     })
 }
 
-/// Reads the real process environment, for [`load`] and [`parse_from`].
+/// Reads the real process environment; `sluice start` passes it to [`resolve`].
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
 }
 
-/// Builds the config for `main`: real arguments, real environment, real CPU affinity.
-/// On a command-line error, help or version, prints clap's message and exits as clap does.
-pub fn load() -> Result<Config, ConfigError> {
-    match parse_from(std::env::args_os()) {
-        Err(ConfigError::Cli(error)) => error.exit(),
-        other => other,
-    }
-}
-
-/// Builds the config from the given arguments (first is the program name) and the real
-/// process environment.
-pub fn parse_from<I, T>(args: I) -> Result<Config, ConfigError>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    parse_from_env(args, &process_env)
-}
-
-/// Builds the config from the given arguments and an explicit environment; tests use this.
-pub fn parse_from_env<I, T>(
-    args: I,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    match Cli::try_parse_from(args)?.into_command() {
-        Command::Start(start) => resolve(start, env),
-        Command::Tune(_) | Command::Iotune(_) => Err(ConfigError::Cli(clap::Error::raw(
-            clap::error::ErrorKind::InvalidSubcommand,
-            "only `start` builds a broker config",
-        ))),
-    }
-}
-
-/// Merges `start` flags with the environment and the config file they name, and validates.
+/// Merges the command line's overrides with the environment and the config file they name,
+/// and validates.
 pub fn resolve(
-    args: StartArgs,
+    args: Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let file_path = args
@@ -520,7 +429,7 @@ pub fn resolve(
 /// Merges and validates with everything from outside passed in: the parsed config file and
 /// its path, the environment, and the CPUs this process may run on.
 pub fn resolve_with(
-    args: StartArgs,
+    args: Overrides,
     file: Option<(PathBuf, FileConfig)>,
     env: &dyn Fn(&str) -> Option<String>,
     cpus_available: &[usize],
@@ -969,13 +878,36 @@ mod tests {
         None
     }
 
-    fn args(list: &[&str]) -> StartArgs {
-        let mut argv = vec!["sluice", "start"];
-        argv.extend_from_slice(list);
-        match Cli::try_parse_from(argv).unwrap().into_command() {
-            Command::Start(start) => start,
-            other => panic!("not a start command: {other:?}"),
+    /// `--flag value` pairs as the command line would hand them over.
+    fn args(list: &[&str]) -> Overrides {
+        let mut overrides = Overrides::default();
+        for pair in list.chunks(2) {
+            let [flag, value] = pair else {
+                panic!("{flag:?} needs a value", flag = pair[0]);
+            };
+            let slot = match *flag {
+                "--kafka-addr" => &mut overrides.kafka_addr,
+                "--advertised-addr" => &mut overrides.advertised_addr,
+                "--admin-addr" => &mut overrides.admin_addr,
+                "--cores" => &mut overrides.cores,
+                "--cpuset" => &mut overrides.cpuset,
+                "--node-id" => &mut overrides.node_id,
+                "--memory" => &mut overrides.memory,
+                "--max-request-bytes" => &mut overrides.max_request_bytes,
+                "--max-connections" => &mut overrides.max_connections,
+                "--slow-request-ms" => &mut overrides.slow_request_ms,
+                "--auto-create-topics" => &mut overrides.auto_create_topics,
+                "--default-partitions" => &mut overrides.default_partitions,
+                "--group-initial-rebalance-delay-ms" => {
+                    &mut overrides.group_initial_rebalance_delay_ms
+                }
+                "--log-level" => &mut overrides.log_level,
+                "--io-memory" => &mut overrides.io_memory,
+                other => panic!("no text flag {other}"),
+            };
+            *slot = Some(value.to_string());
         }
+        overrides
     }
 
     fn with(
@@ -1019,27 +951,6 @@ mod tests {
         assert!(c.auto_create_topics);
         assert_eq!(c.default_partitions, 1);
         assert_eq!(c.log_level, "info");
-    }
-
-    #[test]
-    fn cli_definition_is_valid() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-        let help = Cli::command().render_long_help().to_string();
-        assert!(help.contains("start"), "{help}");
-    }
-
-    #[test]
-    fn bare_sluice_is_start() {
-        let cli = Cli::try_parse_from(["sluice"]).unwrap();
-        assert!(matches!(cli.into_command(), Command::Start(_)));
-        let cli = Cli::try_parse_from(["sluice", "--node-id", "3"]).unwrap();
-        let Command::Start(start) = cli.into_command() else {
-            panic!("bare flags must mean start");
-        };
-        assert_eq!(start.node_id.as_deref(), Some("3"));
-        let c = parse_from_env(["sluice"], &no_env).unwrap();
-        assert!(!c.cores.is_empty());
     }
 
     #[test]
@@ -1099,7 +1010,6 @@ mod tests {
         let e = err(&["--cores", "3"], None, &[]);
         assert!(e.contains("--cores") && e.contains("only 2 CPUs"), "{e}");
         assert!(err(&["--cores", "0"], None, &[]).contains("--cores"));
-        assert!(Cli::try_parse_from(["sluice", "start", "--cores", "1", "--cpuset", "0"]).is_err());
         let e = err(&[], None, &[("SLUICE_CORES", "1"), ("SLUICE_CPUSET", "0")]);
         assert!(
             e.contains("mutually exclusive") && e.contains("SLUICE_CORES"),
@@ -1181,13 +1091,18 @@ mod tests {
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, "max_request_bytes = 1048576\nio_memory = \"4MiB\"\n").unwrap();
         let p = path.to_str().unwrap();
-        let c = parse_from_env(["sluice", "start", "--config", p], &no_env).unwrap();
+        let flags = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let c = resolve(flags, &no_env).unwrap();
         assert_eq!(
             (c.max_request_bytes, c.io_memory_per_shard_bytes),
             (1 << 20, 4 << 20)
         );
         let env = |name: &str| (name == "SLUICE_CONFIG").then(|| p.to_string());
-        let c = parse_from_env(["sluice"], &env).unwrap();
+        let c = resolve(Overrides::default(), &env).unwrap();
         assert_eq!(c.max_request_bytes, 1 << 20);
+        assert!(!c.cores.is_empty());
     }
 }
