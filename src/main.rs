@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use sluice::config::Overrides;
+use sluice::config::{Config, Overrides};
+use sluice::runtime::HostCheckError;
 
 /// The `sluice` command line; with no subcommand it behaves as `sluice start`.
 #[derive(Debug, Parser)]
@@ -167,7 +168,13 @@ fn start_broker(start: StartArgs) -> ExitCode {
         shards = config.cores.len(),
         "starting sluice"
     );
-    match sluice::runtime::run(config) {
+    // The host checks live in `tune`, above start-up; start-up runs them at the right moment
+    // (data directory locked, ports not yet probed) and `--production` makes a FAIL refuse.
+    let host_check = |config: &Config| -> Result<(), HostCheckError> {
+        sluice::tune::check_at_start(config, config.production)?;
+        Ok(())
+    };
+    match sluice::runtime::run(config, &host_check) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "sluice failed");

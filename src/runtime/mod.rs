@@ -12,4 +12,4 @@ pub mod shard;
 pub mod start;
 
 pub use shard::Shard;
-pub use start::run;
+pub use start::{run, HostCheck, HostCheckError};
