@@ -10,8 +10,8 @@
 //! never depend on the process environment.
 //!
 //! Where things are: this file holds the resolved [`Config`] the broker runs with, its
-//! defaults and its errors; [`overrides`] what the command line hands in; [`file`] the TOML
-//! file; [`env`] the process environment; `settings` the name of every setting in each
+//! defaults and its errors; [`overrides`] what the command line hands in; [`mod@file`] the TOML
+//! file; [`mod@env`] the process environment; `settings` the name of every setting in each
 //! source; `resolve` the merge; `cpus` the choice of shard CPUs; `values` the rules each
 //! value must follow. Sizes and CPU lists are spelled as [`crate::util::units`] parses them.
 
