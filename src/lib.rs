@@ -12,8 +12,6 @@ pub mod cluster;
 pub mod config;
 /// Consumer groups: the sans-IO coordinator and its records on `__consumer_offsets`.
 pub mod groups;
-/// (moving) disk measurement.
-pub mod iotune;
 /// Kafka API glue: versions, dispatch, one handler per API.
 pub mod kafka;
 /// Per-shard HDR histograms and counters, Prometheus rendering.

@@ -196,7 +196,8 @@ fn iotune_measures_sane_values() {
     let on_disk = std::fs::read_to_string(data_dir.join("io-profile.json")).unwrap();
     let from_disk: serde_json::Value = serde_json::from_str(&on_disk).unwrap();
     assert_eq!(from_disk, profile);
-    let loaded = sluice::iotune::load_profile(&data_dir).expect("the broker can load it");
+    let loaded =
+        sluice::storage::io_profile::load_profile(&data_dir).expect("the broker can load it");
     assert_eq!(
         loaded.fsync_floor_ns(),
         profile["fdatasync_latency"]["p99_ns"].as_u64().unwrap()

@@ -162,10 +162,10 @@ impl Floor {
             ..Floor::default()
         };
         if let Some(dir) = data_dir {
-            let profile = sluice::iotune::load_profile(dir);
+            let profile = sluice::storage::io_profile::load_profile(dir);
             let fsync = match &profile {
                 Some(p) => FloorStat {
-                    source: sluice::iotune::PROFILE_FILE_NAME.into(),
+                    source: sluice::storage::io_profile::PROFILE_FILE_NAME.into(),
                     samples: p.fdatasync_latency.samples,
                     p50_us: p.fdatasync_latency.p50_ns as f64 / 1000.0,
                     p99_us: p.fdatasync_latency.p99_ns as f64 / 1000.0,

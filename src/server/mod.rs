@@ -8,4 +8,4 @@
 pub mod limits;
 pub mod start;
 
-pub use start::run;
+pub use start::{run, HostCheck, HostCheckError};

@@ -28,12 +28,21 @@ const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// io_uring rings per shard that register the I/O buffer (main, poll, latency).
 const RINGS_PER_SHARD: u64 = 3;
 
+/// Why a [`HostCheck`] refused the start, e.g. `tune::ProductionRefused`; shown as it
+/// displays itself.
+pub type HostCheckError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The host checks [`run`] performs once the data directory is locked and before any port is
+/// probed. `sluice start` passes `tune::check_at_start`: the checks belong to `sluice tune`,
+/// which sits above start-up, so start-up is handed them instead of reaching up for them.
+pub type HostCheck<'a> = &'a dyn Fn(&Config) -> Result<(), HostCheckError>;
+
 /// Why the broker could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// `--production` and a host tuning check FAILed; names each setting and its fix.
     #[error(transparent)]
-    Tuning(#[from] crate::tune::ProductionRefused),
+    Tuning(HostCheckError),
     /// A start-up check failed (data dir in use, port busy).
     #[error(transparent)]
     Limits(#[from] limits::LimitsError),
@@ -63,10 +72,11 @@ pub enum StartError {
     },
 }
 
-/// Runs the broker until SIGINT/SIGTERM, then shuts down cleanly.
-pub fn run(config: Config) -> Result<(), StartError> {
+/// Runs the broker until SIGINT/SIGTERM, then shuts down cleanly; `host_check` runs once the
+/// data directory is locked and may refuse the start.
+pub fn run(config: Config, host_check: HostCheck<'_>) -> Result<(), StartError> {
     let _lock = limits::lock_data_dir(&config.data_dir)?;
-    crate::tune::check_at_start(&config, config.production)?;
+    host_check(&config).map_err(StartError::Tuning)?;
     limits::probe_port_free(config.kafka_addr)?;
     limits::probe_named_port_free("admin", config.admin_addr)?;
     crate::net::admin::mark_start();
@@ -123,7 +133,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 /// window: every waiter that arrives during a flush shares the next one.
 fn apply_io_profile(config: &Config) {
     use crate::storage::appender::{set_chunk_size_bytes, CHUNK_SIZE_BYTES_DEFAULT};
-    match crate::iotune::load_profile(&config.data_dir) {
+    match crate::storage::io_profile::load_profile(&config.data_dir) {
         Some(profile) => {
             let per_sync = profile
                 .seq_write_bytes_per_sec

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod error;
+pub mod io_profile;
 pub mod log;
 pub mod records;
 

@@ -6,11 +6,13 @@
 //! `--apply` performs (only for findings that are not OK, so a second run changes nothing),
 //! `--dry-run` prints, and `--persist` turns into files under `/etc`. All paths go through
 //! [`sys::Roots`] so tests run against a fake tree. `sluice start` runs the same checks
-//! read-only ([`check_at_start`]).
+//! read-only ([`check_at_start`]). `sluice iotune`, which measures the data disk, is
+//! [`iotune`].
 
 pub mod ballast;
 pub mod cpu;
 pub mod disk;
+pub mod iotune;
 pub mod irq;
 pub mod limits;
 pub mod memory;
@@ -250,7 +252,7 @@ impl Context {
             etc: args.etc_root.clone(),
         };
         let ballast_size_bytes =
-            crate::config::parse_size_bytes(&args.ballast_size).map_err(|reason| {
+            crate::util::units::parse_size_bytes(&args.ballast_size).map_err(|reason| {
                 TuneError::Invalid {
                     flag: "--ballast-size",
                     value: args.ballast_size.clone(),
@@ -260,7 +262,7 @@ impl Context {
         let plan = plan::plan(&roots);
         let shard_cpus = match &args.cpuset {
             Some(text) => {
-                crate::config::parse_cpuset(text).map_err(|reason| TuneError::Invalid {
+                crate::util::units::parse_cpuset(text).map_err(|reason| TuneError::Invalid {
                     flag: "--cpuset",
                     value: text.clone(),
                     reason,

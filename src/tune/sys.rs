@@ -131,7 +131,7 @@ pub fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
     if text.trim().is_empty() {
         return Some(Vec::new());
     }
-    crate::config::parse_cpuset(text).ok()
+    crate::util::units::parse_cpuset(text).ok()
 }
 
 /// Formats CPUs as a kernel cpu list (`0-3,8`).
@@ -139,7 +139,7 @@ pub fn format_cpu_list(cpus: &[usize]) -> String {
     if cpus.is_empty() {
         return String::new();
     }
-    crate::config::format_cpuset(cpus)
+    crate::util::units::format_cpuset(cpus)
 }
 
 /// Parses a kernel CPU bitmask (`ff`, `00000000,00000003`) into CPU ids.

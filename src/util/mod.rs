@@ -1,6 +1,9 @@
-//! Small pieces every layer may use, depending on nothing else in the crate: the one clock,
-//! the offset and epoch newtypes, and shard-local synchronisation primitives.
+//! Small shared pieces every layer may use: nothing here depends on any other module of the
+//! crate, so anything above (config, storage, tune, ...) can build on it without a cycle.
+//! The one clock, the offset and epoch newtypes, units (sizes, durations, CPU sets) and
+//! shard-local synchronisation primitives.
 
 pub mod clock;
 pub mod ids;
 pub mod sync;
+pub mod units;
