@@ -11,7 +11,8 @@
 //!   broker, an in-memory fake in the tests;
 //! - [`Host`] keeps one shard's state machines: loading, running an input in a short borrow,
 //!   appending its records, read-only queries;
-//! - [`route`] finds the partition of a key and runs a closure on its owner shard.
+//! - [`InternalTopic::route`] finds the partition of a key and runs a closure on its owner
+//!   shard.
 //!
 //! One rule for a failed append: memory must never stay ahead of the log, so the host drops
 //! the state machine and the next input rebuilds it from what was stored. The caller still
@@ -34,7 +35,7 @@ use crate::util::ids::{LeaderEpoch, Offset};
 
 pub use host::{Executed, Host};
 pub use log::{PartitionLogError, ShardLogs};
-pub use route::{ensure_topic, java_string_hashcode, locate, partition_for, route};
+pub use route::{java_string_hashcode, partition_for};
 
 /// An internal topic a coordinator lives on, with what Kafka creates it with on first use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Which partition of an internal topic coordinates a key, and reaching its owner shard.
+//! Which partition of an internal topic coordinates a key, and reaching its owner shard:
+//! [`partition_for`] and the routing methods of [`InternalTopic`].
 
 use std::future::Future;
 use std::rc::Rc;
@@ -30,54 +31,54 @@ pub fn partition_for(key: &str, partitions: i32) -> i32 {
     kafka_abs(java_string_hashcode(key)) % partitions
 }
 
-/// Creates `topic` if it does not exist (Kafka creates its internal topics on first use)
-/// and returns its partition count.
-pub async fn ensure_topic(
-    shard: &Rc<Shard>,
-    topic: InternalTopic,
-) -> Result<i32, CoordinatorError> {
-    crate::cluster::controller::ensure_internal_topic(
-        shard,
-        topic.name,
-        topic.partitions,
-        topic.segment_bytes,
-    )
-    .await
-    .map_err(|e| CoordinatorError::NoTopic {
-        topic: topic.name,
-        reason: e.message,
-    })
-}
-
-/// The partition of `topic` coordinating `key` and the shard that owns it.
-pub async fn locate(
-    shard: &Rc<Shard>,
-    topic: InternalTopic,
-    key: &str,
-) -> Result<(i32, usize), CoordinatorError> {
-    let partitions = ensure_topic(shard, topic).await?;
-    let partition = partition_for(key, partitions);
-    Ok((partition, shard.owner_of(topic.name, partition)))
-}
-
-/// Runs `f` on the shard coordinating `key` (creating `topic` if needed), with the
-/// partition it coordinates from.
-pub async fn route<T, F, Fut>(
-    shard: &Rc<Shard>,
-    topic: InternalTopic,
-    key: &str,
-    f: F,
-) -> Result<T, CoordinatorError>
-where
-    T: Send + 'static,
-    F: FnOnce(Rc<Shard>, i32) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, CoordinatorError>> + 'static,
-{
-    let (partition, owner) = locate(shard, topic, key).await?;
-    shard
-        .invoke_on(owner, move |s| f(s, partition))
+impl InternalTopic {
+    /// Creates the topic if it does not exist (Kafka creates its internal topics on first
+    /// use) and returns its partition count.
+    pub async fn ensure(self, shard: &Rc<Shard>) -> Result<i32, CoordinatorError> {
+        crate::cluster::controller::ensure_internal_topic(
+            shard,
+            self.name,
+            self.partitions,
+            self.segment_bytes,
+        )
         .await
-        .map_err(|e| CoordinatorError::Unavailable(e.to_string()))?
+        .map_err(|e| CoordinatorError::NoTopic {
+            topic: self.name,
+            reason: e.message,
+        })
+    }
+
+    /// The partition coordinating `key` and the shard that owns it.
+    pub async fn locate(
+        self,
+        shard: &Rc<Shard>,
+        key: &str,
+    ) -> Result<(i32, usize), CoordinatorError> {
+        let partitions = self.ensure(shard).await?;
+        let partition = partition_for(key, partitions);
+        Ok((partition, shard.owner_of(self.name, partition)))
+    }
+
+    /// Runs `f` on the shard coordinating `key` (creating the topic if needed), with the
+    /// partition it coordinates from. One helper for every coordinator: groups and
+    /// transactions differ only in the topic.
+    pub async fn route<T, F, Fut>(
+        self,
+        shard: &Rc<Shard>,
+        key: &str,
+        f: F,
+    ) -> Result<T, CoordinatorError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>, i32) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, CoordinatorError>> + 'static,
+    {
+        let (partition, owner) = self.locate(shard, key).await?;
+        shard
+            .invoke_on(owner, move |s| f(s, partition))
+            .await
+            .map_err(|e| CoordinatorError::Unavailable(e.to_string()))?
+    }
 }
 
 #[cfg(test)]

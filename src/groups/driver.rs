@@ -2,12 +2,13 @@
 //! JoinGroup and SyncGroup (completions by [`Token`] and their waiters), the tick task that
 //! drives the coordinators' timers, and consumer lag.
 //!
-//! Loading a `__consumer_offsets` partition, running an input in a short borrow and
-//! appending its records before its answers count is the host's job (`crate::coordinator`).
+//! Routing to the owner of a group's `__consumer_offsets` partition
+//! (`OFFSETS.route`, see [`InternalTopic::route`]), loading that partition, running an
+//! input in a short borrow and appending its records before its answers count are the
+//! host's job (`crate::coordinator`).
 //! The state lives among the shard's services; only this shard's tasks ever see it.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use super::offsets::CommittedOffset;
 use super::records::RecordError;
 use super::OFFSETS;
 use crate::cluster::Shard;
-use crate::coordinator::{self, Coordinated, CoordinatorError, Executed, Host, InternalTopic};
+use crate::coordinator::{Coordinated, CoordinatorError, Executed, Host, InternalTopic};
 use crate::partition::Partition;
 use crate::storage::records::KeyedRecord;
 use crate::util::clock::Clock;
@@ -119,30 +120,6 @@ async fn tick_loop(shard: Rc<Shard>, groups: Rc<ShardGroups>) {
             }
         }
     }
-}
-
-/// Creates `__consumer_offsets` if it does not exist (Kafka creates it on first use).
-pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<i32, CoordinatorError> {
-    coordinator::ensure_topic(shard, OFFSETS).await
-}
-
-/// The `__consumer_offsets` partition of a group and the shard that owns it.
-pub async fn locate(shard: &Rc<Shard>, group_id: &str) -> Result<(i32, usize), CoordinatorError> {
-    coordinator::locate(shard, OFFSETS, group_id).await
-}
-
-/// Runs `f` on the shard coordinating `group_id` (creating `__consumer_offsets` if needed).
-pub async fn route<T, F, Fut>(
-    shard: &Rc<Shard>,
-    group_id: &str,
-    f: F,
-) -> Result<T, CoordinatorError>
-where
-    T: Send + 'static,
-    F: FnOnce(Rc<Shard>, i32) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, CoordinatorError>> + 'static,
-{
-    coordinator::route(shard, OFFSETS, group_id, f).await
 }
 
 /// Runs one input on the coordinator of `partition` (loading it first if needed), appends

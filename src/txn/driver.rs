@@ -6,12 +6,12 @@
 //!
 //! A transactional id lives on partition `abs(java_hash(id)) % 50` of `__transaction_state`
 //! (created on first use, as Kafka does) and its coordinator runs on that partition's owner
-//! shard. Loading, running an input in a short borrow and appending its records before the
-//! answer is the host's job (`crate::coordinator`). The state lives among the shard's
-//! services; only this shard's tasks ever see it.
+//! shard, reached with `TRANSACTION_STATE.route` (see [`InternalTopic::route`]). Loading, running an input in a short
+//! borrow and appending its records before the answer is the host's job
+//! (`crate::coordinator`). The state lives among the shard's services; only this shard's
+//! tasks ever see it.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,31 +21,17 @@ use kafka_protocol::error::ResponseError;
 use super::coordinator::{Effects, MarkerJob, TxnCoordinator};
 use super::markers::{write_markers, MarkerWrite};
 use super::records::TxnRecordError;
+use super::{TRANSACTION_STATE, TRANSACTION_STATE_TOPIC};
 use crate::cluster::Shard;
-use crate::coordinator::{self, Coordinated, CoordinatorError, Executed, Host, InternalTopic};
+use crate::coordinator::{Coordinated, CoordinatorError, Executed, Host, InternalTopic};
 use crate::partition::Partition;
 use crate::storage::records::KeyedRecord;
 use crate::util::clock::Clock;
 use crate::util::ids::LeaderEpoch;
 
-/// The internal topic holding transaction state.
-pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
-/// Partitions of `__transaction_state` (Kafka's `transaction.state.log.num.partitions`).
-pub const TRANSACTION_STATE_PARTITIONS: i32 = 50;
-/// Segment size of `__transaction_state` (Kafka's `transaction.state.log.segment.bytes`).
-const TRANSACTION_STATE_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
 /// How often timeouts and unfinished transactions are checked (Kafka checks every 10 s;
 /// a second keeps abandoned transactions from holding back the LSO much longer than asked).
 pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
-
-const _: () = assert!(TRANSACTION_STATE_PARTITIONS > 0);
-
-/// `__transaction_state` as the coordinator host creates and routes to it.
-pub const TRANSACTION_STATE: InternalTopic = InternalTopic {
-    name: TRANSACTION_STATE_TOPIC,
-    partitions: TRANSACTION_STATE_PARTITIONS,
-    segment_bytes: TRANSACTION_STATE_SEGMENT_BYTES,
-};
 
 impl Coordinated for TxnCoordinator {
     type Config = ();
@@ -200,33 +186,6 @@ fn spawn_finish(shard: &Rc<Shard>, txns: &Rc<ShardTxns>, partition: i32, job: Ma
         }
     })
     .detach();
-}
-
-/// Creates `__transaction_state` if it does not exist (Kafka creates it on first use).
-pub async fn ensure_state_topic(shard: &Rc<Shard>) -> Result<i32, CoordinatorError> {
-    coordinator::ensure_topic(shard, TRANSACTION_STATE).await
-}
-
-/// The `__transaction_state` partition of a transactional id and the shard owning it.
-pub async fn locate(
-    shard: &Rc<Shard>,
-    transactional_id: &str,
-) -> Result<(i32, usize), CoordinatorError> {
-    coordinator::locate(shard, TRANSACTION_STATE, transactional_id).await
-}
-
-/// Runs `f` on the shard coordinating `transactional_id`.
-pub async fn route<T, F, Fut>(
-    shard: &Rc<Shard>,
-    transactional_id: &str,
-    f: F,
-) -> Result<T, CoordinatorError>
-where
-    T: Send + 'static,
-    F: FnOnce(Rc<Shard>, i32) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, CoordinatorError>> + 'static,
-{
-    coordinator::route(shard, TRANSACTION_STATE, transactional_id, f).await
 }
 
 /// Runs one input on the coordinator of `partition` (loading it first), appends the
