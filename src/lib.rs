@@ -10,6 +10,8 @@
 pub mod cluster;
 /// The broker's resolved configuration: defaults < file < environment < flags.
 pub mod config;
+/// The generic host that runs a sans-IO coordinator on its partition's leader.
+pub mod coordinator;
 /// Consumer groups: the sans-IO coordinator and its records on `__consumer_offsets`.
 pub mod groups;
 /// Kafka API glue: versions, dispatch, one handler per API.

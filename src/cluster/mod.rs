@@ -12,6 +12,7 @@ pub mod mesh;
 pub mod partitions;
 pub mod producer_ids;
 pub mod scatter;
+pub mod services;
 pub mod shard;
 pub mod store;
 pub use crate::partition::topic_config;

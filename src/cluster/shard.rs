@@ -1,6 +1,7 @@
 //! One shard: the state a core owns, reached only from that core's executor.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use glommio::channels::channel_mesh::Senders;
 use super::mesh::ShardMsg;
 use crate::cluster::controller::Controller;
 use crate::cluster::partitions::PartitionTable;
+use crate::cluster::services::Services;
 use crate::cluster::MetadataImage;
 use crate::config::Config;
 use crate::util::sync::{Notify, PeerBarrier};
@@ -43,6 +45,8 @@ pub struct Shard {
     pub peers_ready: PeerBarrier,
     /// Peers that finished draining at shutdown.
     pub peers_drained: PeerBarrier,
+    /// Per-shard services of the layers above cluster, one per type; see [`Shard::service`].
+    services: Services,
 }
 
 impl Shard {
@@ -71,7 +75,15 @@ impl Shard {
             producer_ids: Default::default(),
             peers_ready: Default::default(),
             peers_drained: Default::default(),
+            services: Services::default(),
         }
+    }
+
+    /// This shard's instance of a service of the layers above cluster (the group and
+    /// transaction coordinator hosts), created by `init` on first use. Keeping it here rather
+    /// than in a thread-local ties its life to the shard's; only this shard's tasks see it.
+    pub fn service<T: 'static>(&self, init: impl FnOnce() -> T) -> Rc<T> {
+        self.services.get_or_init(init)
     }
 
     /// The current metadata image.

@@ -6,8 +6,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use super::Context;
-use crate::groups::{driver as groups, partition_for, OFFSETS_TOPIC};
-use crate::txn::driver;
+use crate::groups::{partition_for, OFFSETS, OFFSETS_TOPIC};
+use crate::txn::{driver, TRANSACTION_STATE};
 
 /// Answers AddOffsetsToTxn.
 pub async fn handle(ctx: &Context, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
@@ -16,25 +16,26 @@ pub async fn handle(ctx: &Context, request: AddOffsetsToTxnRequest) -> AddOffset
     let code = if id.is_empty() || group.is_empty() {
         ResponseError::InvalidRequest.code()
     } else {
-        match groups::ensure_offsets_topic(&ctx.shard).await {
+        match OFFSETS.ensure(&ctx.shard).await {
             Err(e) => e.code(),
             Ok(partitions) => {
                 let offsets = vec![(OFFSETS_TOPIC.to_string(), partition_for(&group, partitions))];
                 let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-                let outcome = driver::route(
-                    &ctx.shard,
-                    &id.clone(),
-                    move |shard, partition| async move {
-                        driver::execute(&shard, partition, |c, now| {
-                            match c.add_partitions(&id, pid, epoch, &offsets, now) {
-                                Ok(effects) => (0, effects),
-                                Err(code) => (code, Default::default()),
-                            }
-                        })
-                        .await
-                    },
-                )
-                .await;
+                let outcome = TRANSACTION_STATE
+                    .route(
+                        &ctx.shard,
+                        &id.clone(),
+                        move |shard, partition| async move {
+                            driver::execute(&shard, partition, |c, now| {
+                                match c.add_partitions(&id, pid, epoch, &offsets, now) {
+                                    Ok(effects) => (0, effects),
+                                    Err(code) => (code, Default::default()),
+                                }
+                            })
+                            .await
+                        },
+                    )
+                    .await;
                 outcome.unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "AddOffsetsToTxn");
                     e.code()

@@ -13,7 +13,7 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 
 use super::Context;
-use crate::txn::driver;
+use crate::txn::{driver, TRANSACTION_STATE};
 
 /// First version with the batched (inter-broker) form.
 const BATCHED_VERSION: i16 = 4;
@@ -60,36 +60,37 @@ async fn one(ctx: &Context, txn: AddPartitionsToTxnTransaction) -> AddPartitions
     } else if id.is_empty() {
         Some(ResponseError::InvalidRequest.code())
     } else {
-        let outcome = driver::route(
-            &ctx.shard,
-            &id.clone(),
-            move |shard, partition| async move {
-                if verify_only {
-                    return driver::query(&shard, partition, |c| {
-                        let Some(meta) = c.get(&id) else {
-                            return ResponseError::InvalidProducerIdMapping.code();
-                        };
-                        if meta.producer_id != pid || meta.producer_epoch != epoch {
-                            return ResponseError::ProducerFenced.code();
-                        }
-                        if partitions.iter().all(|p| meta.partitions.contains(p)) {
-                            0
-                        } else {
-                            ResponseError::InvalidTxnState.code()
+        let outcome = TRANSACTION_STATE
+            .route(
+                &ctx.shard,
+                &id.clone(),
+                move |shard, partition| async move {
+                    if verify_only {
+                        return driver::query(&shard, partition, |c| {
+                            let Some(meta) = c.get(&id) else {
+                                return ResponseError::InvalidProducerIdMapping.code();
+                            };
+                            if meta.producer_id != pid || meta.producer_epoch != epoch {
+                                return ResponseError::ProducerFenced.code();
+                            }
+                            if partitions.iter().all(|p| meta.partitions.contains(p)) {
+                                0
+                            } else {
+                                ResponseError::InvalidTxnState.code()
+                            }
+                        })
+                        .await;
+                    }
+                    driver::execute(&shard, partition, |c, now| {
+                        match c.add_partitions(&id, pid, epoch, &partitions, now) {
+                            Ok(effects) => (0, effects),
+                            Err(code) => (code, Default::default()),
                         }
                     })
-                    .await;
-                }
-                driver::execute(&shard, partition, |c, now| {
-                    match c.add_partitions(&id, pid, epoch, &partitions, now) {
-                        Ok(effects) => (0, effects),
-                        Err(code) => (code, Default::default()),
-                    }
-                })
-                .await
-            },
-        )
-        .await;
+                    .await
+                },
+            )
+            .await;
         Some(outcome.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "AddPartitionsToTxn");
             e.code()

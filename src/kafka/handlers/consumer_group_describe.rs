@@ -11,8 +11,8 @@ use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescri
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
-use crate::groups::driver;
 use crate::groups::GroupState;
+use crate::groups::{driver, OFFSETS};
 
 /// `authorized_operations` when the client did not ask for them (Kafka's `Integer.MIN_VALUE`).
 const OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -29,13 +29,14 @@ pub async fn handle(
             (ResponseError::InvalidGroupId.code(), None)
         } else {
             let gid = id.clone();
-            let state = driver::route(&ctx.shard, &id, move |shard, partition| async move {
-                driver::with_coordinator(&shard, partition, move |c, _| {
-                    (c.group_state(&gid), Default::default())
+            let state = OFFSETS
+                .route(&ctx.shard, &id, move |shard, partition| async move {
+                    driver::with_coordinator(&shard, partition, move |c, _| {
+                        (c.group_state(&gid), Default::default())
+                    })
+                    .await
                 })
-                .await
-            })
-            .await;
+                .await;
             match state {
                 Ok(Some(s)) if s != GroupState::Dead => (
                     ResponseError::GroupIdNotFound.code(),

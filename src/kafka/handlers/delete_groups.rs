@@ -4,7 +4,7 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use super::Context;
-use crate::groups::driver;
+use crate::groups::{driver, OFFSETS};
 
 /// Answers DeleteGroups.
 pub async fn handle(ctx: &Context, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
@@ -12,10 +12,11 @@ pub async fn handle(ctx: &Context, request: DeleteGroupsRequest) -> DeleteGroups
     for group_id in &request.groups_names {
         let id = group_id.to_string();
         let ids = vec![id.clone()];
-        let outcome = driver::route(&ctx.shard, &id, move |shard, partition| async move {
-            driver::with_coordinator(&shard, partition, move |c, _| c.delete_groups(&ids)).await
-        })
-        .await;
+        let outcome = OFFSETS
+            .route(&ctx.shard, &id, move |shard, partition| async move {
+                driver::with_coordinator(&shard, partition, move |c, _| c.delete_groups(&ids)).await
+            })
+            .await;
         let error = match outcome {
             Ok(errors) => errors.first().copied().unwrap_or(0),
             Err(e) => e.code(),

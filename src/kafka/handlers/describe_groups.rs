@@ -6,7 +6,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
 use crate::groups::coordinator::GroupDescription;
-use crate::groups::driver;
+use crate::groups::{driver, OFFSETS};
 
 fn s(text: String) -> StrBytes {
     StrBytes::from_string(text)
@@ -18,13 +18,14 @@ pub async fn handle(ctx: &Context, request: DescribeGroupsRequest) -> DescribeGr
     for group_id in &request.groups {
         let id = group_id.to_string();
         let gid = id.clone();
-        let outcome = driver::route(&ctx.shard, &id, move |shard, partition| async move {
-            driver::with_coordinator(&shard, partition, move |c, _| {
-                (c.describe(&gid), Default::default())
+        let outcome = OFFSETS
+            .route(&ctx.shard, &id, move |shard, partition| async move {
+                driver::with_coordinator(&shard, partition, move |c, _| {
+                    (c.describe(&gid), Default::default())
+                })
+                .await
             })
-            .await
-        })
-        .await;
+            .await;
         let described = match outcome {
             Ok(d) => encode(ctx.version, d),
             Err(e) => DescribedGroup::default()

@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
 use crate::txn::coordinator::TxnMeta;
-use crate::txn::driver;
+use crate::txn::{driver, TRANSACTION_STATE};
 
 /// Answers DescribeTransactions.
 pub async fn handle(
@@ -20,14 +20,15 @@ pub async fn handle(
     let mut states = Vec::with_capacity(request.transactional_ids.len());
     for id in request.transactional_ids {
         let key = id.to_string();
-        let found = driver::route(
-            &ctx.shard,
-            &key.clone(),
-            move |shard, partition| async move {
-                driver::query(&shard, partition, |c| c.get(&key).cloned()).await
-            },
-        )
-        .await;
+        let found = TRANSACTION_STATE
+            .route(
+                &ctx.shard,
+                &key.clone(),
+                move |shard, partition| async move {
+                    driver::query(&shard, partition, |c| c.get(&key).cloned()).await
+                },
+            )
+            .await;
         let state = TransactionState::default()
             .with_transactional_id(id)
             .with_producer_id(ProducerId(-1))

@@ -7,7 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
 use super::Context;
-use crate::txn::driver;
+use crate::txn::{driver, TRANSACTION_STATE};
 
 /// Answers EndTxn.
 pub async fn handle(ctx: &Context, request: EndTxnRequest) -> EndTxnResponse {
@@ -20,20 +20,21 @@ pub async fn handle(ctx: &Context, request: EndTxnRequest) -> EndTxnResponse {
     let code = if id.is_empty() {
         ResponseError::InvalidRequest.code()
     } else {
-        let outcome = driver::route(
-            &ctx.shard,
-            &id.clone(),
-            move |shard, partition| async move {
-                driver::execute(&shard, partition, |c, now| {
-                    match c.end_txn(&id, pid, epoch, commit, now) {
-                        Ok(effects) => (0, effects),
-                        Err(code) => (code, Default::default()),
-                    }
-                })
-                .await
-            },
-        )
-        .await;
+        let outcome = TRANSACTION_STATE
+            .route(
+                &ctx.shard,
+                &id.clone(),
+                move |shard, partition| async move {
+                    driver::execute(&shard, partition, |c, now| {
+                        match c.end_txn(&id, pid, epoch, commit, now) {
+                            Ok(effects) => (0, effects),
+                            Err(code) => (code, Default::default()),
+                        }
+                    })
+                    .await
+                },
+            )
+            .await;
         outcome.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "EndTxn");
             e.code()

@@ -11,7 +11,8 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
-use crate::groups::driver;
+use crate::groups::OFFSETS;
+use crate::txn::TRANSACTION_STATE;
 
 /// Key type of a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -65,7 +66,7 @@ async fn find_one(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
                     "empty transactional id".into(),
                 );
             }
-            if let Err(e) = crate::txn::driver::locate(&ctx.shard, key.as_str()).await {
+            if let Err(e) = TRANSACTION_STATE.locate(&ctx.shard, key.as_str()).await {
                 tracing::warn!(error = %e, "FindCoordinator (transaction)");
                 return failed(
                     ResponseError::try_from_code(e.code())
@@ -85,7 +86,7 @@ async fn find_one(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
     if key.is_empty() {
         return failed(ResponseError::InvalidRequest, "empty group id".into());
     }
-    if let Err(e) = driver::locate(&ctx.shard, key.as_str()).await {
+    if let Err(e) = OFFSETS.locate(&ctx.shard, key.as_str()).await {
         tracing::warn!(error = %e, "FindCoordinator");
         return Coordinator::default()
             .with_key(key)

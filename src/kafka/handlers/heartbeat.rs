@@ -3,8 +3,8 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::Context;
-use crate::groups::coordinator;
 use crate::groups::driver;
+use crate::groups::{coordinator, OFFSETS};
 
 /// Answers Heartbeat.
 pub async fn handle(ctx: &Context, request: HeartbeatRequest) -> HeartbeatResponse {
@@ -19,13 +19,14 @@ pub async fn handle(ctx: &Context, request: HeartbeatRequest) -> HeartbeatRespon
             None
         },
     };
-    let outcome = driver::route(&ctx.shard, &group_id, move |shard, partition| async move {
-        driver::with_coordinator(&shard, partition, move |c, now| {
-            (c.heartbeat(&beat, now), Default::default())
+    let outcome = OFFSETS
+        .route(&ctx.shard, &group_id, move |shard, partition| async move {
+            driver::with_coordinator(&shard, partition, move |c, now| {
+                (c.heartbeat(&beat, now), Default::default())
+            })
+            .await
         })
-        .await
-    })
-    .await;
+        .await;
     let error = outcome.unwrap_or_else(|e| e.code());
     HeartbeatResponse::default().with_error_code(error)
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use super::Context;
 use crate::cluster::producer_ids::next_producer_id;
 use crate::txn::coordinator::InitStep;
-use crate::txn::driver;
+use crate::txn::{driver, TRANSACTION_STATE};
 
 /// InitProducerId rounds at most one request makes: a fence (abort first), an id
 /// allocation, the final answer.
@@ -80,7 +80,7 @@ async fn transactional(
     timeout_ms: i32,
     expected: Option<(i64, i16)>,
 ) -> Result<(i64, i16), i16> {
-    let routed = driver::route(
+    let routed = TRANSACTION_STATE.route(
         &ctx.shard,
         &id.clone(),
         move |shard, partition| async move {

@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
 use crate::groups::coordinator::{Completion, JoinReply, JoinRequest};
-use crate::groups::driver;
+use crate::groups::{driver, OFFSETS};
 
 fn s(text: String) -> StrBytes {
     StrBytes::from_string(text)
@@ -45,13 +45,14 @@ pub async fn handle(ctx: &Context, request: JoinGroupRequest) -> JoinGroupRespon
         require_known_member_id: v >= 4,
         supports_skip_assignment: v >= 9,
     };
-    let outcome = driver::route(&ctx.shard, &group_id, move |shard, partition| async move {
-        driver::deferred(&shard, partition, move |c, token, now| {
-            c.join(token, join, now)
+    let outcome = OFFSETS
+        .route(&ctx.shard, &group_id, move |shard, partition| async move {
+            driver::deferred(&shard, partition, move |c, token, now| {
+                c.join(token, join, now)
+            })
+            .await
         })
-        .await
-    })
-    .await;
+        .await;
     let reply = match outcome {
         Ok(Completion::Join(reply)) => reply,
         Ok(Completion::Sync(_)) => {

@@ -6,7 +6,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
 use crate::groups::coordinator::{LeaveReply, LeavingMember};
-use crate::groups::driver;
+use crate::groups::{driver, OFFSETS};
 
 /// Answers LeaveGroup.
 pub async fn handle(ctx: &Context, request: LeaveGroupRequest) -> LeaveGroupResponse {
@@ -28,13 +28,14 @@ pub async fn handle(ctx: &Context, request: LeaveGroupRequest) -> LeaveGroupResp
         }]
     };
     let gid = group_id.clone();
-    let outcome = driver::route(&ctx.shard, &group_id, move |shard, partition| async move {
-        driver::with_coordinator(&shard, partition, move |c, now| {
-            c.leave(&gid, &leaving, now)
+    let outcome = OFFSETS
+        .route(&ctx.shard, &group_id, move |shard, partition| async move {
+            driver::with_coordinator(&shard, partition, move |c, now| {
+                c.leave(&gid, &leaving, now)
+            })
+            .await
         })
-        .await
-    })
-    .await;
+        .await;
     let reply = match outcome {
         Ok(reply) => reply,
         Err(e) => LeaveReply {

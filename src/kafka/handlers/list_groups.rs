@@ -6,7 +6,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
-use crate::groups::{coordinator, driver};
+use crate::groups::{coordinator, driver, OFFSETS};
 
 /// The only group type Sluice has (KIP-848 "consumer" groups are not implemented).
 const GROUP_TYPE_CLASSIC: &str = "classic";
@@ -32,7 +32,7 @@ pub async fn handle(ctx: &Context, request: ListGroupsRequest) -> ListGroupsResp
     if !types_ok {
         return response;
     }
-    if let Err(e) = driver::ensure_offsets_topic(&ctx.shard).await {
+    if let Err(e) = OFFSETS.ensure(&ctx.shard).await {
         return response.with_error_code(e.code());
     }
     let mut listed: Vec<coordinator::ListedGroup> = Vec::new();

@@ -11,8 +11,8 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
-use crate::groups::driver;
 use crate::groups::offsets::{CommitPartition, CommitRequest};
+use crate::groups::{driver, OFFSETS};
 
 /// Per partition of a topic: Some(error) if refused before routing.
 type Slots = Vec<(i32, Option<i16>)>;
@@ -68,13 +68,14 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
     let outcome = if commit.topics.is_empty() {
         Ok(Vec::new())
     } else {
-        driver::route(&ctx.shard, &group_id, move |shard, partition| async move {
-            driver::with_coordinator(&shard, partition, move |c, now| {
-                c.commit_offsets(commit, now)
+        OFFSETS
+            .route(&ctx.shard, &group_id, move |shard, partition| async move {
+                driver::with_coordinator(&shard, partition, move |c, now| {
+                    c.commit_offsets(commit, now)
+                })
+                .await
             })
             .await
-        })
-        .await
     };
     let topics = answer
         .into_iter()

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
-use crate::groups::driver;
+use crate::groups::{driver, OFFSETS};
 
 /// Answers OffsetDelete.
 pub async fn handle(ctx: &Context, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
@@ -23,13 +23,14 @@ pub async fn handle(ctx: &Context, request: OffsetDeleteRequest) -> OffsetDelete
         })
         .collect();
     let gid = group_id.clone();
-    let outcome = driver::route(&ctx.shard, &group_id, move |shard, partition| async move {
-        driver::with_coordinator(&shard, partition, move |c, _| {
-            c.delete_offsets(&gid, &topics)
+    let outcome = OFFSETS
+        .route(&ctx.shard, &group_id, move |shard, partition| async move {
+            driver::with_coordinator(&shard, partition, move |c, _| {
+                c.delete_offsets(&gid, &topics)
+            })
+            .await
         })
-        .await
-    })
-    .await;
+        .await;
     let (error, topics) = match outcome {
         Ok(reply) => reply,
         Err(e) => (e.code(), Vec::new()),

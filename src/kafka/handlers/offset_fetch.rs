@@ -9,8 +9,8 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
-use crate::groups::driver;
 use crate::groups::offsets::FetchReply;
+use crate::groups::{driver, OFFSETS};
 
 /// Answers OffsetFetch.
 pub async fn handle(ctx: &Context, request: OffsetFetchRequest) -> OffsetFetchResponse {
@@ -75,13 +75,14 @@ async fn fetch_group(
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> (i16, FetchReply) {
     let gid = group_id.clone();
-    let outcome = driver::route(&ctx.shard, &group_id, move |shard, partition| async move {
-        driver::with_coordinator(&shard, partition, move |c, _now| {
-            (c.fetch_offsets(&gid, topics.as_deref()), Default::default())
+    let outcome = OFFSETS
+        .route(&ctx.shard, &group_id, move |shard, partition| async move {
+            driver::with_coordinator(&shard, partition, move |c, _now| {
+                (c.fetch_offsets(&gid, topics.as_deref()), Default::default())
+            })
+            .await
         })
-        .await
-    })
-    .await;
+        .await;
     match outcome {
         Ok(reply) => (0, reply),
         Err(e) => (e.code(), Vec::new()),

@@ -5,7 +5,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
 use crate::groups::coordinator::{Completion, SyncReply, SyncRequest};
-use crate::groups::driver;
+use crate::groups::{driver, OFFSETS};
 
 /// Answers SyncGroup (after the leader's assignment arrives, for followers).
 pub async fn handle(ctx: &Context, request: SyncGroupRequest) -> SyncGroupResponse {
@@ -36,13 +36,14 @@ pub async fn handle(ctx: &Context, request: SyncGroupRequest) -> SyncGroupRespon
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
     };
-    let outcome = driver::route(&ctx.shard, &group_id, move |shard, partition| async move {
-        driver::deferred(&shard, partition, move |c, token, now| {
-            c.sync(token, sync, now)
+    let outcome = OFFSETS
+        .route(&ctx.shard, &group_id, move |shard, partition| async move {
+            driver::deferred(&shard, partition, move |c, token, now| {
+                c.sync(token, sync, now)
+            })
+            .await
         })
-        .await
-    })
-    .await;
+        .await;
     let reply = match outcome {
         Ok(Completion::Sync(reply)) => reply,
         Ok(Completion::Join(_)) => {

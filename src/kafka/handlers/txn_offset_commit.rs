@@ -13,8 +13,8 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::Context;
 use crate::groups::records::{offset_key, offset_value, GroupRecord, OffsetValue};
-use crate::groups::{driver as groups, Effects};
-use crate::txn::{driver, markers};
+use crate::groups::{driver as groups, Effects, OFFSETS};
+use crate::txn::{driver, markers, TRANSACTION_STATE};
 use crate::util::clock::now_ms;
 
 /// Answers TxnOffsetCommit.
@@ -61,14 +61,15 @@ async fn commit(
         return ResponseError::InvalidRequest.code();
     }
     let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-    let checked = driver::route(
-        &ctx.shard,
-        &id.clone(),
-        move |shard, partition| async move {
-            driver::query(&shard, partition, |c| c.contains(&id, pid, epoch)).await
-        },
-    )
-    .await;
+    let checked = TRANSACTION_STATE
+        .route(
+            &ctx.shard,
+            &id.clone(),
+            move |shard, partition| async move {
+                driver::query(&shard, partition, |c| c.contains(&id, pid, epoch)).await
+            },
+        )
+        .await;
     match checked {
         Ok(Ok(())) => {}
         Ok(Err(code)) if code == ResponseError::ProducerFenced.code() && ctx.version < 2 => {
@@ -115,31 +116,33 @@ async fn commit(
     } else {
         -1
     };
-    let outcome = groups::route(
-        &ctx.shard,
-        &group.clone(),
-        move |shard, partition| async move {
-            if generation >= 0 {
-                let current = groups::with_coordinator(&shard, partition, |c, _| {
-                    (c.generation(&group), Effects::default())
-                })
-                .await?;
-                if current != Some(generation) {
-                    return Ok(ResponseError::IllegalGeneration.code());
-                }
-            }
-            Ok(
-                match markers::append_txn_offsets(&shard, partition, pid, epoch, &records).await {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        tracing::error!(error = %e, "transactional offsets not written");
-                        ResponseError::CoordinatorNotAvailable.code()
+    let outcome = OFFSETS
+        .route(
+            &ctx.shard,
+            &group.clone(),
+            move |shard, partition| async move {
+                if generation >= 0 {
+                    let current = groups::with_coordinator(&shard, partition, |c, _| {
+                        (c.generation(&group), Effects::default())
+                    })
+                    .await?;
+                    if current != Some(generation) {
+                        return Ok(ResponseError::IllegalGeneration.code());
                     }
-                },
-            )
-        },
-    )
-    .await;
+                }
+                Ok(
+                    match markers::append_txn_offsets(&shard, partition, pid, epoch, &records).await
+                    {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            tracing::error!(error = %e, "transactional offsets not written");
+                            ResponseError::CoordinatorNotAvailable.code()
+                        }
+                    },
+                )
+            },
+        )
+        .await;
     outcome.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "TxnOffsetCommit");
         e.code()
