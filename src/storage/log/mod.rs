@@ -5,7 +5,7 @@
 //! Split by concept so each file is read on its own: this file holds the
 //! struct, its configuration, `open` and the small accessors; `write` the
 //! append path and its waits; `read` fetches and lookups; `retention` what
-//! deletes from the front of the log.
+//! deletes from the front of the log; `truncate` what removes its tail.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use crate::storage::segment::Segment;
 
 mod read;
 mod retention;
+mod truncate;
 mod write;
 
 /// Per-partition storage settings (Kafka topic configs of the same names).
@@ -63,6 +64,9 @@ pub struct AppendPosition {
     segment_base_offset: i64,
     end_pos: u64,
     end_offset: i64,
+    /// Truncations of the log before the append, to tell whether one since
+    /// removed the appended data (then its waits fail with `Truncated`).
+    truncations: u64,
 }
 
 impl AppendPosition {
@@ -107,6 +111,15 @@ pub struct PartitionLog {
     log_end_offset: Cell<i64>,
     cache: RefCell<TailCache>,
     closed: Cell<bool>,
+    /// Last value written to the recovery-point file; a truncation lowers it.
+    recovery_point: Cell<i64>,
+    /// Truncations so far (see [`AppendPosition`]).
+    truncations: Cell<u64>,
+    /// (truncation number, offset cut to), offsets strictly rising: for any
+    /// earlier truncation count, the lowest cut made since.
+    truncation_points: RefCell<Vec<(u64, i64)>>,
+    /// The truncation whose file I/O is still running, if any.
+    truncation_in_flight: RefCell<Option<Rc<truncate::Quiesced>>>,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -164,6 +177,10 @@ impl PartitionLog {
             log_start_offset: Cell::new(log_start),
             log_end_offset: Cell::new(log_end),
             closed: Cell::new(false),
+            recovery_point: Cell::new(-1),
+            truncations: Cell::new(0),
+            truncation_points: RefCell::new(Vec::new()),
+            truncation_in_flight: RefCell::new(None),
         };
         log.write_recovery_point(log_end)?;
         Ok(log)
@@ -176,7 +193,9 @@ impl PartitionLog {
     }
 
     fn write_recovery_point(&self, offset: i64) -> Result<(), StorageError> {
-        recovery::write_offset_file(&self.dir.join(RECOVERY_POINT_FILE), offset)
+        recovery::write_offset_file(&self.dir.join(RECOVERY_POINT_FILE), offset)?;
+        self.recovery_point.set(offset);
+        Ok(())
     }
 
     /// Sets the leader epoch (Raft term) stamped on future appends; the next

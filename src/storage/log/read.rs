@@ -19,8 +19,24 @@ const MAX_READ_SIZE_BYTES: usize = 8 * 1024 * 1024;
 impl PartitionLog {
     /// Whole batches containing offsets >= `offset` and < `max_offset`, up to
     /// `max_bytes` but always at least one batch (KIP-74). Served from the
-    /// tail cache when possible, else by aligned DMA reads.
+    /// tail cache when possible, else by aligned DMA reads. A read that a
+    /// truncation overtakes is done again against the truncated log.
     pub async fn read(
+        &self,
+        offset: i64,
+        max_offset: i64,
+        max_bytes: usize,
+    ) -> Result<FetchedData, StorageError> {
+        loop {
+            let seen = self.truncations.get();
+            let result = self.read_once(offset, max_offset, max_bytes).await;
+            if self.truncations.get() == seen {
+                return result;
+            }
+        }
+    }
+
+    async fn read_once(
         &self,
         offset: i64,
         max_offset: i64,
@@ -148,8 +164,21 @@ impl PartitionLog {
     }
 
     /// ListOffsets by timestamp: earliest (offset, timestamp) of a record with
-    /// timestamp >= `ts_ms`; None if none.
+    /// timestamp >= `ts_ms`; None if none. Done again if a truncation overtakes it.
     pub async fn offset_for_timestamp(
+        &self,
+        ts_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        loop {
+            let seen = self.truncations.get();
+            let result = self.offset_for_timestamp_once(ts_ms).await;
+            if self.truncations.get() == seen {
+                return result;
+            }
+        }
+    }
+
+    async fn offset_for_timestamp_once(
         &self,
         ts_ms: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
@@ -188,8 +217,18 @@ impl PartitionLog {
     }
 
     /// ListOffsets MAX_TIMESTAMP: (offset, timestamp) of the first record with
-    /// the largest timestamp.
+    /// the largest timestamp. Done again if a truncation overtakes it.
     pub async fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        loop {
+            let seen = self.truncations.get();
+            let result = self.max_timestamp_once().await;
+            if self.truncations.get() == seen {
+                return result;
+            }
+        }
+    }
+
+    async fn max_timestamp_once(&self) -> Result<Option<(i64, i64)>, StorageError> {
         let best = {
             let segs = self.segments.borrow();
             let mut best: Option<Rc<Segment>> = None;

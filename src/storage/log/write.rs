@@ -19,7 +19,13 @@ use super::{AppendInfo, AppendPosition, PartitionLog};
 const MAX_SEGMENT_OFFSET_SPAN: i64 = i32::MAX as i64;
 
 impl PartitionLog {
-    fn new_pending_segment(&self, base_offset: i64, term: i32, now_ms: i64) -> Rc<Segment> {
+    /// A new, empty active segment whose file the first write round creates.
+    pub(super) fn new_pending_segment(
+        &self,
+        base_offset: i64,
+        term: i32,
+        now_ms: i64,
+    ) -> Rc<Segment> {
         let config = self.config.borrow();
         let path = self.dir.join(segment::segment_file_name(base_offset, term));
         let appender = Appender::new_pending(
@@ -54,6 +60,7 @@ impl PartitionLog {
                     tracing::warn!(path = %active.path.display(), error = %e, "could not remove empty segment");
                 }
                 let seg = self.new_pending_segment(active.base_offset, term, now_ms);
+                self.hold_for_truncation(&seg);
                 let mut segs = self.segments.borrow_mut();
                 let last = segs.len() - 1;
                 segs[last] = seg;
@@ -69,6 +76,7 @@ impl PartitionLog {
             tracing::debug!(dir = %self.dir.display(), base_offset = base, term, full, old, "rolling segment");
             active.sealed.set(true);
             let seg = self.new_pending_segment(base, term, now_ms);
+            self.hold_for_truncation(&seg);
             self.segments.borrow_mut().push(seg);
         }
     }
@@ -171,6 +179,7 @@ impl PartitionLog {
                 segment_base_offset: seg.base_offset,
                 end_pos,
                 end_offset: next,
+                truncations: self.truncations.get(),
             },
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
         })
@@ -188,29 +197,37 @@ impl PartitionLog {
     }
 
     /// Resolves when everything up to `pos` has been written with O_DIRECT (acks=1 point).
+    /// Fails with `Truncated` if `truncate_to` removed the data before that.
     pub async fn wait_written(&self, pos: AppendPosition) -> Result<(), StorageError> {
+        self.check_not_truncated(&pos)?;
         for seg in self.unsettled_up_to(&pos) {
-            let target = if seg.base_offset == pos.segment_base_offset {
-                pos.end_pos
+            let (target, end_offset) = if seg.base_offset == pos.segment_base_offset {
+                (pos.end_pos, pos.end_offset)
             } else {
-                seg.appender.end_pos()
+                (seg.appender.end_pos(), seg.next_offset())
             };
-            seg.appender.wait_written(target).await?;
+            seg.appender.wait_written(target, end_offset).await?;
+            self.check_not_truncated(&pos)?;
         }
         Ok(())
     }
 
     /// Resolves when everything up to `pos` is fdatasync'ed (acks=all point,
     /// the single-voter commit). Concurrent callers share fdatasyncs.
+    /// Fails with `Truncated` if `truncate_to` removed the data before that.
     pub async fn wait_durable(&self, pos: AppendPosition) -> Result<(), StorageError> {
+        self.check_not_truncated(&pos)?;
         for seg in self.unsettled_up_to(&pos) {
             let is_target = seg.base_offset == pos.segment_base_offset;
-            let target = if is_target {
-                pos.end_pos
+            let (target, end_offset) = if is_target {
+                (pos.end_pos, pos.end_offset)
             } else {
-                seg.appender.end_pos()
+                (seg.appender.end_pos(), seg.next_offset())
             };
-            seg.appender.wait_durable(target).await?;
+            seg.appender.wait_durable(target, end_offset).await?;
+            // Checked before persisting anything: a truncation during the wait
+            // may have removed this segment or moved its end back.
+            self.check_not_truncated(&pos)?;
             if seg.sealed.get() && seg.appender.is_fully_durable() && !seg.index_persisted.get() {
                 seg.persist_index()?;
                 self.write_recovery_point(seg.next_offset())?;
@@ -219,15 +236,23 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable. If a truncation overtakes
+    /// it, what is left of the log is made durable instead.
     pub async fn flush(&self) -> Result<(), StorageError> {
-        let active = self.active();
-        let pos = AppendPosition {
-            segment_base_offset: active.base_offset,
-            end_pos: active.size_bytes(),
-            end_offset: active.next_offset(),
-        };
-        self.wait_durable(pos).await
+        loop {
+            let active = self.active();
+            let pos = AppendPosition {
+                segment_base_offset: active.base_offset,
+                end_pos: active.size_bytes(),
+                end_offset: active.next_offset(),
+                truncations: self.truncations.get(),
+            };
+            match self.wait_durable(pos).await {
+                Err(StorageError::Truncated { .. })
+                    if self.truncations.get() != pos.truncations => {}
+                result => return result,
+            }
+        }
     }
 
     /// Clean shutdown: writes pending data, fdatasyncs, persists indexes and
