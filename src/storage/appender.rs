@@ -9,15 +9,22 @@
 //! the tail chunk is rewritten at the same file range. fdatasync is coalesced
 //! the same way: every waiter whose data was written before a sync started
 //! shares that sync.
+//!
+//! A truncation takes the appender exclusively (both the write and the sync
+//! round at once, only when neither runs), so it never races a write to the
+//! range it cuts; waits for bytes it removed fail with `Truncated` instead of
+//! waiting for bytes that will never come.
 
 use std::cell::{Cell, RefCell};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glommio::io::{DmaBuffer, DmaFile};
 
 use crate::storage::error::StorageError;
 use crate::util::sync::Notify;
+
+mod truncate;
 
 /// Default size of one head chunk; a multiple of the file's alignment is used.
 pub const CHUNK_SIZE_BYTES_DEFAULT: u64 = 128 * 1024;
@@ -99,6 +106,11 @@ pub(crate) struct Appender {
     notify: Notify,
     failure: RefCell<Option<String>>,
     sync_count: Cell<u64>,
+    /// The segment was removed by a truncation: its file must never be created again.
+    removed: Cell<bool>,
+    /// Truncations waiting to take the appender: no new round starts meanwhile,
+    /// so a steady stream of waiters cannot starve a truncation.
+    exclusive_wanted: Cell<u32>,
 }
 
 fn align_down(v: u64, a: u64) -> u64 {
@@ -146,23 +158,7 @@ impl Appender {
         let alignment = file.alignment().max(1);
         let head_start = align_down(end_pos, alignment);
         let head_len = (end_pos - head_start) as usize;
-        let chunk = chunk_size(alignment);
-        let mut head = glommio::allocate_dma_buffer(chunk);
-        head.as_bytes_mut().fill(0);
-        if head_len > 0 {
-            let read = file
-                .read_at_aligned(head_start, alignment as usize)
-                .await
-                .map_err(|e| StorageError::glommio("read tail block", &path, e))?;
-            if read.len() < head_len {
-                return Err(StorageError::Corrupt {
-                    path,
-                    position: head_start,
-                    reason: format!("tail block short read: {} < {head_len}", read.len()),
-                });
-            }
-            head.as_bytes_mut()[..head_len].copy_from_slice(&read[..head_len]);
-        }
+        let head = load_head(&file, &path, end_pos, alignment, chunk_size(alignment)).await?;
         let appender = Self::build(
             path,
             Some(file),
@@ -220,6 +216,8 @@ impl Appender {
             notify: Notify::default(),
             failure: RefCell::new(None),
             sync_count: Cell::new(0),
+            removed: Cell::new(false),
+            exclusive_wanted: Cell::new(0),
         }
     }
 
@@ -308,20 +306,39 @@ impl Appender {
         }
     }
 
-    fn fail(&self, err: StorageError) -> StorageError {
+    /// Records a failure that leaves the file's state unknown: every later
+    /// wait fails with `Poisoned` (fail-stop, a write is never retried).
+    pub(crate) fn fail(&self, err: StorageError) -> StorageError {
         tracing::error!(path = %self.path.display(), error = %err, "segment write failed");
         *self.failure.borrow_mut() = Some(err.to_string());
         err
     }
 
+    /// Fails with `Truncated` when a truncation removed the bytes below `pos`
+    /// (they are no longer appended), so a wait never loops for bytes that
+    /// will not come. `end_offset` is the log offset the wait is for (for the error).
+    fn check_truncated(&self, pos: u64, end_offset: i64) -> Result<(), StorageError> {
+        let st = self.state.borrow();
+        if pos > st.end_pos {
+            return Err(StorageError::Truncated {
+                path: self.path.clone(),
+                end_offset,
+                truncated_to: st.end_offset,
+            });
+        }
+        Ok(())
+    }
+
     /// Resolves once every byte below `pos` is written with O_DIRECT.
-    pub(crate) async fn wait_written(&self, pos: u64) -> Result<(), StorageError> {
+    /// `end_offset` is the log offset after those bytes (for errors).
+    pub(crate) async fn wait_written(&self, pos: u64, end_offset: i64) -> Result<(), StorageError> {
         loop {
             self.check_failed()?;
             if self.state.borrow().written_pos >= pos {
                 return Ok(());
             }
-            if self.writing.get() {
+            self.check_truncated(pos, end_offset)?;
+            if self.writing.get() || self.exclusive_wanted.get() > 0 {
                 self.notify.notified().await;
                 continue;
             }
@@ -339,6 +356,15 @@ impl Appender {
     async fn ensure_file(&self) -> Result<Rc<DmaFile>, StorageError> {
         if let Some(f) = self.file() {
             return Ok(f);
+        }
+        if self.removed.get() {
+            // Re-creating the file of a truncated segment could bring its old batches back.
+            let end_offset = self.state.borrow().end_offset;
+            return Err(StorageError::Truncated {
+                path: self.path.clone(),
+                end_offset,
+                truncated_to: end_offset,
+            });
         }
         let file = super::dma_open::open_rw(&self.path).await?;
         let file = Rc::new(file);
@@ -425,8 +451,8 @@ impl Appender {
     }
 
     /// Resolves once every byte below `pos` is fdatasync'ed; concurrent
-    /// waiters share syncs.
-    pub(crate) async fn wait_durable(&self, pos: u64) -> Result<(), StorageError> {
+    /// waiters share syncs. `end_offset` is the log offset after those bytes (for errors).
+    pub(crate) async fn wait_durable(&self, pos: u64, end_offset: i64) -> Result<(), StorageError> {
         loop {
             self.check_failed()?;
             let (durable, written) = {
@@ -436,11 +462,12 @@ impl Appender {
             if durable >= pos {
                 return Ok(());
             }
+            self.check_truncated(pos, end_offset)?;
             if written < pos {
-                self.wait_written(pos).await?;
+                self.wait_written(pos, end_offset).await?;
                 continue;
             }
-            if self.syncing.get() {
+            if self.syncing.get() || self.exclusive_wanted.get() > 0 {
                 // The running sync may not cover us; re-check when it ends.
                 self.notify.notified().await;
                 continue;
@@ -470,6 +497,37 @@ impl Appender {
             st.durable_offset = st.durable_offset.max(cover_offset);
         }
     }
+}
+
+/// Reads the aligned block holding `end_pos` (when that block is partial)
+/// into a zeroed head chunk of `chunk` bytes, so the next tail write rewrites
+/// the block with its valid bytes intact.
+async fn load_head(
+    file: &DmaFile,
+    path: &Path,
+    end_pos: u64,
+    alignment: u64,
+    chunk: usize,
+) -> Result<DmaBuffer, StorageError> {
+    let head_start = align_down(end_pos, alignment);
+    let head_len = (end_pos - head_start) as usize;
+    let mut head = glommio::allocate_dma_buffer(chunk);
+    head.as_bytes_mut().fill(0);
+    if head_len > 0 {
+        let read = file
+            .read_at_aligned(head_start, alignment as usize)
+            .await
+            .map_err(|e| StorageError::glommio("read tail block", path, e))?;
+        if read.len() < head_len {
+            return Err(StorageError::Corrupt {
+                path: path.to_path_buf(),
+                position: head_start,
+                reason: format!("tail block short read: {} < {head_len}", read.len()),
+            });
+        }
+        head.as_bytes_mut()[..head_len].copy_from_slice(&read[..head_len]);
+    }
+    Ok(head)
 }
 
 fn chunk_size(alignment: u64) -> usize {

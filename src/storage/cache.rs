@@ -85,6 +85,18 @@ impl TailCache {
         }
     }
 
+    /// Drops every batch holding offsets at or above `offset` (the log was
+    /// truncated there), so a fetch can never be served data the log no longer has.
+    pub(crate) fn truncate_from(&mut self, offset: i64) {
+        while let Some(b) = self.batches.back() {
+            if b.last_offset < offset {
+                break;
+            }
+            self.total_bytes -= b.bytes.len();
+            self.batches.pop_back();
+        }
+    }
+
     /// Bytes held.
     pub(crate) fn size_bytes(&self) -> usize {
         self.total_bytes
@@ -139,5 +151,21 @@ mod tests {
         assert_eq!(r.len(), 2);
         c.evict_below(40);
         assert_eq!(c.size_bytes(), 100);
+    }
+
+    #[test]
+    fn truncate_drops_batches_at_or_above_the_offset() {
+        let mut c = TailCache::new(1000);
+        for i in 0..4i64 {
+            c.push(i * 10, i * 10 + 9, Bytes::from(vec![0u8; 100]));
+        }
+        c.truncate_from(25);
+        assert_eq!(c.size_bytes(), 200);
+        assert_eq!(c.read(0, 100, 1000).unwrap().len(), 2);
+        // The next batch continues at the truncation point without clearing the cache.
+        c.push(20, 29, Bytes::from(vec![1u8; 100]));
+        assert_eq!(c.read(0, 100, 1000).unwrap().len(), 3);
+        c.truncate_from(0);
+        assert_eq!(c.size_bytes(), 0);
     }
 }

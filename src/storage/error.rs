@@ -57,6 +57,19 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A wait named data that `PartitionLog::truncate_to` removed before the
+    /// wait was satisfied: as far as the log is concerned that append never
+    /// happened (a Raft follower dropped an uncommitted tail), so the caller
+    /// must not report it written or durable.
+    #[error("{path}: data up to offset {end_offset} was truncated away before it was written or made durable (log end moved back to {truncated_to})")]
+    Truncated {
+        /// Partition directory or segment file the wait was on.
+        path: PathBuf,
+        /// Offset after the data waited for.
+        end_offset: i64,
+        /// The (lowest) offset the log was truncated to since the append.
+        truncated_to: i64,
+    },
     /// The log was closed; no more appends.
     #[error("partition log {dir} is closed")]
     Closed {

@@ -123,6 +123,48 @@ impl SegmentIndex {
         }
     }
 
+    /// Where a truncation to `offset` starts scanning batch headers: the
+    /// second-to-last indexed batch at or below `offset` (0 if none). Scanning
+    /// from one entry earlier than `position_for_offset` guarantees the scan
+    /// also covers the last entry that survives the cut, whose max-so-far
+    /// timestamp the truncation needs to recompute the segment's max timestamp.
+    pub(crate) fn truncation_scan_start(&self, offset: i64) -> u64 {
+        let rel = offset - self.base_offset;
+        if rel < 0 {
+            return 0;
+        }
+        let k = self
+            .offsets
+            .partition_point(|e| i64::from(e.rel_offset) <= rel);
+        if k >= 2 {
+            self.offsets[k - 2].position
+        } else {
+            0
+        }
+    }
+
+    /// Largest timestamp of the batches up to and including the last entry
+    /// that starts below `position` (-1 if none): what the time index still
+    /// knows once the log is cut at `position`.
+    pub(crate) fn max_timestamp_below(&self, position: u64) -> i64 {
+        let keep = self.offsets.partition_point(|e| e.position < position);
+        if keep == 0 {
+            -1
+        } else {
+            self.times[keep - 1]
+        }
+    }
+
+    /// Drops the entries of batches at or after `position` (the segment was
+    /// truncated there) so lookups never point past the data and the next
+    /// entry is added at the right interval.
+    pub(crate) fn truncate_at(&mut self, position: u64) {
+        let keep = self.offsets.partition_point(|e| e.position < position);
+        self.offsets.truncate(keep);
+        self.times.truncate(keep);
+        self.bytes_since_entry = self.offsets.last().map_or(0, |e| position - e.position);
+    }
+
     /// Writes `<segment>.index` and `<segment>.timeindex` (tmp + fsync + rename).
     pub(crate) fn persist(
         &self,
@@ -272,7 +314,18 @@ impl Reader<'_> {
 /// Writes a small file durably: temp file, fsync, rename, fsync directory.
 /// Blocking std IO: only used for small metadata files at roll/close/admin time.
 pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<(), StorageError> {
-    let tmp = path.with_extension("tmp");
+    write_atomically_via(path, &path.with_extension("tmp"), data)
+}
+
+/// [`write_atomically`] through a caller-chosen temp file, so a writer that
+/// runs off the shard thread (on glommio's blocking pool) never shares a temp
+/// file with one on the shard writing the same target at the same moment.
+pub(crate) fn write_atomically_via(
+    path: &Path,
+    tmp: &Path,
+    data: &[u8],
+) -> Result<(), StorageError> {
+    let tmp = tmp.to_path_buf();
     let mut f = std::fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
     f.write_all(data)
         .map_err(|e| StorageError::io("write", &tmp, e))?;
@@ -323,6 +376,25 @@ mod tests {
         // Inconsistent with the log length or base offset: rebuild.
         assert!(SegmentIndex::load(&ip, &tp, 100, 1000, 5000).is_none());
         assert!(SegmentIndex::load(&ip, &tp, 101, 1000, 6000).is_none());
+        // Cutting at batch 7 (position 4200) keeps the entries at 0, 1200,
+        // 2400 and 3600; the last of them saw timestamps up to 1060.
+        assert_eq!(idx.truncation_scan_start(135), 2400);
+        assert_eq!(idx.truncation_scan_start(100), 0);
+        assert_eq!(idx.max_timestamp_below(4200), 1060);
+        assert_eq!(idx.max_timestamp_below(0), -1);
+        let mut cut = idx.clone();
+        cut.truncate_at(4200);
+        assert_eq!(cut.len(), 4);
+        assert_eq!(cut.position_for_offset(1000), 3600);
+        // The next entry comes one interval after the last kept one, as before the cut.
+        cut.on_batch(135, 4200, 600, 1070);
+        assert_eq!(cut.len(), 4);
+        cut.on_batch(140, 4800, 600, 1080);
+        assert_eq!(cut.len(), 5);
+        assert_eq!(cut.offsets, idx.offsets);
+        cut.truncate_at(0);
+        assert_eq!(cut.len(), 0);
+        assert_eq!(cut.position_for_offset(1000), 0);
         // Corrupt file: rebuild.
         let mut raw = std::fs::read(&ip).unwrap();
         raw[20] ^= 1;

@@ -41,6 +41,16 @@ pub(crate) fn write_offset_file(path: &Path, value: i64) -> Result<(), StorageEr
     crate::storage::index::write_atomically(path, format!("{value}\n").as_bytes())
 }
 
+/// [`write_offset_file`] through a caller-chosen temp file (see
+/// [`crate::storage::index::write_atomically_via`]).
+pub(crate) fn write_offset_file_via(
+    path: &Path,
+    tmp: &Path,
+    value: i64,
+) -> Result<(), StorageError> {
+    crate::storage::index::write_atomically_via(path, tmp, format!("{value}\n").as_bytes())
+}
+
 /// Segment-size-derived cap on pre-allocation.
 pub(crate) fn max_allocate_bytes(config: &LogConfig) -> u64 {
     config

@@ -10,6 +10,8 @@ use crate::storage::batch::tests::make_batch;
 use crate::storage::batch::{parse_and_verify, BatchHeader};
 use crate::storage::log::{LogConfig, PartitionLog};
 
+mod truncate;
+
 /// Runs a test on a glommio executor. `io_memory(0)`: on this VM, reads into
 /// registered io_memory buffers (IORING_OP_READ_FIXED) fail with EOPNOTSUPP,
 /// and a zero pool also stays within the small RLIMIT_MEMLOCK.
