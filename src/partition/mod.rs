@@ -190,6 +190,18 @@ impl Partition {
         }
     }
 
+    /// Rolls the log and the derived state back together so that `offset` is the new log
+    /// end (a Raft follower dropping an uncommitted tail). The state is rebuilt from the
+    /// newest snapshot at or below the new end plus the log after it.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<(), ReplicateError> {
+        self.log.truncate_to(offset).await?;
+        let (producers, txns) = replay::rebuild(self.log.local(), &self.dir).await?;
+        *self.producers.borrow_mut() = producers;
+        *self.txns.borrow_mut() = txns;
+        self.snapshot_offset.set(-1);
+        Ok(())
+    }
+
     /// Checks a client's `current_leader_epoch` (KIP-320; -1 skips the check) against this
     /// partition's and returns the partition's epoch: an older one is FENCED_LEADER_EPOCH, a
     /// newer one UNKNOWN_LEADER_EPOCH, so clients refresh metadata as after a leader change.

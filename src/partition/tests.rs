@@ -123,3 +123,37 @@ fn each_open_is_a_new_leader_epoch_stamped_on_new_batches() {
         );
     });
 }
+
+#[test]
+fn truncate_rolls_back_the_log_the_producer_table_and_open_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let p = open(dir.path()).await;
+        let Appended::New(info) = append(&p, batch(7, 0, 1, false)) else {
+            panic!("first batch is new")
+        };
+        p.wait(&info, Acks::All).await.unwrap();
+        assert_eq!(p.high_watermark(), Offset(1));
+        // An uncommitted tail: a second batch of producer 7 and an open transaction of 9.
+        assert_eq!(base_offset(append(&p, batch(7, 1, 1, false))), 1);
+        assert_eq!(base_offset(append(&p, batch(9, 0, 1, true))), 2);
+        assert_eq!(p.open_transaction_since(9), Some(Offset(2)));
+        assert!(
+            p.truncate_to(Offset(0)).await.is_err(),
+            "committed entries are never truncated"
+        );
+        p.truncate_to(Offset(1)).await.unwrap();
+        assert_eq!(p.log_end_offset(), Offset(1));
+        assert_eq!(p.open_transaction_since(9), None, "the transaction is gone");
+        // Producer 7's second batch is gone too: sending it again appends it (no duplicate),
+        // at the offset it had before.
+        let Appended::New(info) = append(&p, batch(7, 1, 1, false)) else {
+            panic!("the truncated batch is not a duplicate any more")
+        };
+        assert_eq!(info.base_offset, 1);
+        p.wait(&info, Acks::All).await.unwrap();
+        let read = p.read(Offset(0), Offset(2), 1 << 20).await.unwrap();
+        assert_eq!(read.batches.len(), 2);
+        assert_eq!(p.high_watermark(), Offset(2));
+    });
+}

@@ -173,6 +173,20 @@ impl ReplicatedLog {
         &self.log
     }
 
+    /// Removes every entry at or above `offset` (a follower dropping an uncommitted tail).
+    /// Committed entries are never removed: asking for that is a bug in the caller.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<(), ReplicateError> {
+        let committed = self.high_watermark.get();
+        if offset.get() < committed {
+            return Err(ReplicateError::TruncateCommitted {
+                offset: offset.get(),
+                high_watermark: committed,
+            });
+        }
+        self.log.truncate_to(offset.get()).await?;
+        Ok(())
+    }
+
     /// Moves the log start offset (DeleteRecords). Only committed offsets may be deleted.
     pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset, ReplicateError> {
         Ok(Offset(self.log.delete_records_before(offset.get()).await?))

@@ -10,7 +10,6 @@
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -122,11 +121,9 @@ pub struct PartitionLog {
     truncation_in_flight: RefCell<Option<Rc<truncate::Quiesced>>>,
 }
 
+/// The wall clock, for segment ages and retention (the one clock of `util::clock`).
 fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    crate::util::clock::now_ms()
 }
 
 impl PartitionLog {
