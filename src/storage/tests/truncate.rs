@@ -466,3 +466,49 @@ fn truncate_recomputes_timestamps_and_epochs() {
         assert_eq!(log.end_offset_for_epoch(4), Some((3, 1)));
     });
 }
+
+#[test]
+fn waits_after_several_truncations_tell_kept_from_removed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(async move {
+        let log = PartitionLog::open(path.clone(), small_config(), 1)
+            .await
+            .unwrap();
+        let append = |ts| {
+            log.append(make_batch(2, ts, 10), false, ts)
+                .unwrap()
+                .end_position
+        };
+        let p: Vec<_> = (0..4).map(|_| append(OLD_TS)).collect(); // 0..8
+        log.flush().await.unwrap();
+        log.truncate_to(6).await.unwrap(); // p[3] goes
+        let q3 = append(NEW_TS); // 6..8 again
+        log.truncate_to(4).await.unwrap(); // p[2] and q3 go
+        let r2 = append(NEW_TS); // 4..6
+        let r3 = append(NEW_TS); // 6..8
+        log.flush().await.unwrap();
+        log.truncate_to(7).await.unwrap(); // r3 goes (cut inside it: at 6)
+        let kept = [p[0], p[1], r2];
+        let removed = [p[2], p[3], q3, r3];
+        let s = append(NEW_TS); // 6..8 once more
+        log.wait_durable(s).await.unwrap();
+        for pos in kept {
+            log.wait_written(pos).await.unwrap();
+            log.wait_durable(pos).await.unwrap();
+        }
+        for pos in removed {
+            assert!(
+                matches!(
+                    log.wait_durable(pos).await,
+                    Err(StorageError::Truncated { .. })
+                ),
+                "{pos:?}"
+            );
+        }
+        assert_eq!(log.log_end_offset(), 8);
+        let all = read_all(&log, 0).await;
+        assert_eq!(bases(&all), vec![0, 2, 4, 6]);
+        assert_new_from(&all, 4);
+    });
+}
