@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::image::{MetadataImage, TopicMeta};
 use super::store;
-use super::topic_config::validate_entry;
 use crate::cluster::Shard;
+use crate::partition::topic_config::validate_entry;
 
 /// Kafka's longest topic name.
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
@@ -386,7 +386,7 @@ fn alter_one(image: &mut MetadataImage, name: &str, change: ConfigChange) -> Res
             format!("topic {name} does not exist"),
         )
     })?;
-    let invalid = |e: super::topic_config::ConfigError| {
+    let invalid = |e: crate::partition::topic_config::ConfigError| {
         OpError::new(ResponseError::InvalidConfig, e.to_string())
     };
     let configs = match change {
@@ -405,8 +405,10 @@ fn alter_one(image: &mut MetadataImage, name: &str, change: ConfigChange) -> Res
                         configs.insert(k, v);
                     }
                     None => {
-                        if super::topic_config::config_def(&k).is_none() {
-                            return Err(invalid(super::topic_config::ConfigError::UnknownKey(k)));
+                        if crate::partition::topic_config::config_def(&k).is_none() {
+                            return Err(invalid(
+                                crate::partition::topic_config::ConfigError::UnknownKey(k),
+                            ));
                         }
                         configs.remove(&k);
                     }

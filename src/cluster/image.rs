@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::topic_config::TopicConfig;
+use crate::partition::topic_config::TopicConfig;
 
 /// One topic as the cluster knows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -15,9 +15,7 @@ pub mod scatter;
 pub mod services;
 pub mod shard;
 pub mod store;
-pub use crate::partition::topic_config;
 
 pub use image::{MetadataImage, TopicMeta};
 pub use partitions::shard_for;
 pub use shard::Shard;
-pub use topic_config::TopicConfig;

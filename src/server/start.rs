@@ -49,9 +49,6 @@ pub enum StartError {
     /// The metadata image could not be read or written.
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    /// A partition's Raft state could not be read or persisted.
-    #[error(transparent)]
-    Raft(#[from] crate::raft::ReplicateError),
     /// A shard's executor could not be created (io_uring unavailable, bad CPU).
     #[error("starting shard {shard} on CPU {cpu}: {reason}")]
     Executor {

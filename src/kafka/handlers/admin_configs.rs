@@ -18,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
 use super::Context;
 use crate::cluster::controller::{ConfigChange, Controller, OpError};
-use crate::cluster::topic_config::CONFIG_DEFS;
+use crate::partition::topic_config::CONFIG_DEFS;
 
 /// Kafka's resource type codes.
 const RESOURCE_TOPIC: i8 = 2;
@@ -116,7 +116,7 @@ fn broker_configs(ctx: &Context) -> Vec<(&'static str, String)> {
         ("default.replication.factor", "1".to_string()),
         (
             "message.max.bytes",
-            crate::cluster::topic_config::MAX_MESSAGE_BYTES_DEFAULT.to_string(),
+            crate::partition::topic_config::MAX_MESSAGE_BYTES_DEFAULT.to_string(),
         ),
     ]
 }
@@ -241,7 +241,7 @@ fn edit(
     let existing = current
         .get(name)
         .cloned()
-        .or_else(|| crate::cluster::topic_config::config_def(name).map(|d| d.default.to_string()))
+        .or_else(|| crate::partition::topic_config::config_def(name).map(|d| d.default.to_string()))
         .unwrap_or_default();
     match op {
         0 => Ok((

@@ -11,8 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
 use crate::cluster::controller::{Controller, NewTopic, OpError};
-use crate::cluster::topic_config::CONFIG_DEFS;
 use crate::cluster::TopicMeta;
+use crate::partition::topic_config::CONFIG_DEFS;
 
 /// Kafka's config source codes (DescribeConfigs and CreateTopics v5+).
 pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
