@@ -11,19 +11,10 @@ use common::*;
 use rdkafka::admin::{AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Send one record and return its (partition, offset); panics with the broker's error.
-async fn send(p: &FutureProducer, rec: FutureRecord<'_, [u8], [u8]>) -> (i32, i64) {
-    let topic = rec.topic.to_string();
-    p.send(rec, SEND_TIMEOUT)
-        .await
-        .unwrap_or_else(|(e, _)| panic!("produce to {topic} failed: {e}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_create_topics() {

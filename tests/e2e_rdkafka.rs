@@ -13,16 +13,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
 
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Send one record and return its (partition, offset); panics with the broker's error.
-async fn send(p: &FutureProducer, rec: FutureRecord<'_, [u8], [u8]>) -> (i32, i64) {
-    let topic = rec.topic.to_string();
-    p.send(rec, SEND_TIMEOUT)
-        .await
-        .unwrap_or_else(|(e, _)| panic!("produce to {topic} failed: {e}"))
-}
 
 /// Enqueue one record now (unlike `FutureProducer::send`, which enqueues only when first
 /// polled) so that many records can be in flight and batched together.

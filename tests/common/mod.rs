@@ -27,6 +27,8 @@ use rdkafka::{Offset, TopicPartitionList};
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a broker may take to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a produce may take before a test calls it failed.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout for client calls that should succeed.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -499,4 +501,15 @@ pub fn topic_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{prefix}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Sends one record and returns its (partition, offset); panics with the broker's error.
+pub async fn send(
+    p: &FutureProducer,
+    rec: rdkafka::producer::FutureRecord<'_, [u8], [u8]>,
+) -> (i32, i64) {
+    let topic = rec.topic.to_string();
+    p.send(rec, SEND_TIMEOUT)
+        .await
+        .unwrap_or_else(|(e, _)| panic!("produce to {topic} failed: {e}"))
 }
