@@ -168,6 +168,23 @@ pub(crate) enum ScanEnd {
     },
 }
 
+impl ScanEnd {
+    /// For readers of data already acknowledged: an invalid batch there is corruption of
+    /// `path`, reported with its position; any other end is fine.
+    pub(crate) fn corrupt_if_invalid(self, path: &Path) -> Result<(), StorageError> {
+        match self {
+            ScanEnd::Invalid {
+                position, reason, ..
+            } => Err(StorageError::Corrupt {
+                path: path.to_path_buf(),
+                position,
+                reason,
+            }),
+            ScanEnd::End(_) | ScanEnd::Stopped(_) => Ok(()),
+        }
+    }
+}
+
 /// Scans whole batches in `[start_pos, end_pos)`, verifying each CRC, and
 /// calls `visit(header, bytes, position)` for each valid one.
 pub(crate) async fn scan_batches<F>(

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::storage::batch::BatchHeader;
 use crate::storage::error::StorageError;
-use crate::storage::segment::{scan_batches, ScanEnd, Segment};
+use crate::storage::segment::{scan_batches, Segment};
 
 use super::{FetchedData, PartitionLog};
 
@@ -102,16 +102,7 @@ impl PartitionLog {
                 },
             )
             .await?;
-            if let ScanEnd::Invalid {
-                position, reason, ..
-            } = end
-            {
-                return Err(StorageError::Corrupt {
-                    path: seg.path.clone(),
-                    position,
-                    reason,
-                });
-            }
+            end.corrupt_if_invalid(&seg.path)?;
             if full {
                 break;
             }
@@ -150,16 +141,7 @@ impl PartitionLog {
             },
         )
         .await?;
-        if let ScanEnd::Invalid {
-            position, reason, ..
-        } = end
-        {
-            return Err(StorageError::Corrupt {
-                path: seg.path.clone(),
-                position,
-                reason,
-            });
-        }
+        end.corrupt_if_invalid(&seg.path)?;
         Ok(found)
     }
 
