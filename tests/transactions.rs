@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -240,67 +240,10 @@ const EOS_RECORDS: usize = 300;
 const EOS_GROUP: &str = "eos-loop";
 const EOS_TXN_ID: &str = "eos-loop-txn";
 
-/// The loop itself, run in a child process (this test binary, filtered to this test) so the
-/// parent can kill it with SIGKILL. Does nothing unless `SLUICE_EOS_BOOTSTRAP` is set.
-#[test]
-#[ignore = "worker process of exactly_once_loop_survives_a_crash"]
-fn eos_loop_worker() {
-    let Ok(bootstrap) = std::env::var("SLUICE_EOS_BOOTSTRAP") else {
-        return;
-    };
-    let input = std::env::var("SLUICE_EOS_INPUT").unwrap();
-    let output = std::env::var("SLUICE_EOS_OUTPUT").unwrap();
-    let mut cc = client_config(&bootstrap);
-    cc.set("group.id", EOS_GROUP)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest");
-    let c: BaseConsumer = cc.create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&input, 0, Offset::Stored).unwrap();
-    c.assign(&tpl).unwrap();
-    let p = txn_producer(&bootstrap, EOS_TXN_ID);
-    p.init_transactions(CLIENT_TIMEOUT).unwrap();
-    let mut idle = Instant::now();
-    while idle.elapsed() < Duration::from_secs(5) {
-        let mut batch = Vec::new();
-        while batch.len() < 10 {
-            match c.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => batch.push(m.detach()),
-                Some(Err(e)) => panic!("worker consumer: {e}"),
-                None => break,
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        idle = Instant::now();
-        p.begin_transaction().unwrap();
-        for m in &batch {
-            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_uppercase();
-            send(&p, &output, 0, &v);
-        }
-        // Slow enough that a kill lands inside a transaction.
-        std::thread::sleep(Duration::from_millis(50));
-        let next = batch.last().unwrap().offset() + 1;
-        let mut offsets = TopicPartitionList::new();
-        offsets
-            .add_partition_offset(&input, 0, Offset::Offset(next))
-            .unwrap();
-        let cgm = c.group_metadata().expect("group metadata");
-        p.send_offsets_to_transaction(&offsets, &cgm, CLIENT_TIMEOUT)
-            .unwrap();
-        p.commit_transaction(CLIENT_TIMEOUT).unwrap();
-        println!("committed through {next}");
-    }
-}
-
+/// The loop runs in a child process (`test-worker eos-loop`) so the test can SIGKILL it.
 fn spawn_worker(bootstrap: &str, input: &str, output: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "eos_loop_worker", "--ignored", "--nocapture"])
-        .env("SLUICE_EOS_BOOTSTRAP", bootstrap)
-        .env("SLUICE_EOS_INPUT", input)
-        .env("SLUICE_EOS_OUTPUT", output)
+    test_worker()
+        .args(["eos-loop", bootstrap, input, output, EOS_GROUP, EOS_TXN_ID])
         .spawn()
         .expect("spawn the loop worker")
 }
