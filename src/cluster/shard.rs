@@ -149,6 +149,7 @@ impl Shard {
                 high_watermark: p.high_watermark().get(),
                 log_end_offset: p.log_end_offset().get(),
                 leader_epoch: p.leader_epoch().get(),
+                offline: p.offline_reason(),
             })
             .collect();
         snapshot.partitions_per_shard = vec![snapshot.partitions.len() as u64];

@@ -239,6 +239,16 @@ pub fn render(s: &Snapshot) -> String {
             );
         }
     }
+    out.push_str("# HELP sluice_partition_offline 1 when the partition stopped after an I/O error on its log (restart after fixing the device).\n# TYPE sluice_partition_offline gauge\n");
+    for p in &partitions {
+        let _ = writeln!(
+            out,
+            "sluice_partition_offline{{topic=\"{}\",partition=\"{}\"}} {}",
+            label(&p.topic),
+            p.partition,
+            u8::from(p.offline.is_some())
+        );
+    }
     out.push_str("# HELP sluice_consumer_lag Consumer group lag (high watermark minus committed offset).\n# TYPE sluice_consumer_lag gauge\n");
     for l in &s.lag {
         let _ = writeln!(

@@ -182,6 +182,8 @@ pub struct PartitionGauge {
     pub log_end_offset: i64,
     /// Leader epoch.
     pub leader_epoch: i32,
+    /// Why the partition is offline (an I/O error on its log), if it is.
+    pub offline: Option<String>,
 }
 
 /// A consumer group's lag on one partition (filled in by the group coordinator).

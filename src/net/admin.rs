@@ -188,9 +188,33 @@ async fn route(shard: &Rc<Shard>, head: &Head) -> Reply {
         }
         "/v1/health" => {
             if shard.shutting_down.get() {
-                Reply::text(503, "Service Unavailable", "shutting down")
-            } else {
+                return Reply::text(503, "Service Unavailable", "shutting down");
+            }
+            let offline: Vec<serde_json::Value> = gather(shard)
+                .await
+                .partitions
+                .iter()
+                .filter_map(|p| {
+                    let reason = p.offline.as_ref()?;
+                    Some(serde_json::json!({
+                        "topic": p.topic,
+                        "partition": p.partition,
+                        "reason": reason,
+                    }))
+                })
+                .collect();
+            if offline.is_empty() {
                 Reply::json(&serde_json::json!({ "status": "ok" }))
+            } else {
+                // Degraded, not down: other partitions still serve. 503 so a health check
+                // pages someone; the body names what failed.
+                let mut reply = Reply::json(&serde_json::json!({
+                    "status": "degraded",
+                    "offline_partitions": offline,
+                }));
+                reply.status = 503;
+                reply.reason = "Service Unavailable";
+                reply
             }
         }
         "/v1/status" => {
@@ -249,6 +273,7 @@ struct PartitionView<'a> {
     high_watermark: i64,
     log_end_offset: i64,
     size_bytes: u64,
+    offline: Option<&'a str>,
 }
 
 impl<'a> From<&'a PartitionGauge> for PartitionView<'a> {
@@ -263,6 +288,7 @@ impl<'a> From<&'a PartitionGauge> for PartitionView<'a> {
             high_watermark: p.high_watermark,
             log_end_offset: p.log_end_offset,
             size_bytes: p.size_bytes,
+            offline: p.offline.as_deref(),
         }
     }
 }

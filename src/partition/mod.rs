@@ -66,7 +66,16 @@ impl AppendError {
             AppendError::Replicate(_) => ResponseError::KafkaStorageError,
         }
     }
+
+    /// Whether the disk ran out of space (the partition drops what it could not write).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, AppendError::Replicate(e) if e.is_no_space())
+    }
 }
+
+/// How long a partition that ran out of disk space refuses appends before it tries the
+/// disk again (the first append after it does).
+pub const NO_SPACE_RETRY_MS: i64 = 1_000;
 
 /// What a leader append did.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +101,8 @@ pub struct Partition {
     dir: PathBuf,
     /// Log end offset of the last producer-state snapshot written.
     snapshot_offset: Cell<i64>,
+    /// A drop of unwritten bytes after ENOSPC is running (only one at a time).
+    dropping_unwritten: Cell<bool>,
 }
 
 impl Partition {
@@ -117,6 +128,7 @@ impl Partition {
             config: RefCell::new(config),
             dir,
             snapshot_offset: Cell::new(-1),
+            dropping_unwritten: Cell::new(false),
         })
     }
 
@@ -156,17 +168,79 @@ impl Partition {
         Ok(Appended::New(info))
     }
 
-    /// Waits for an appended entry as `acks` asks.
+    /// Waits for an appended entry as `acks` asks. When the disk ran out of space the
+    /// bytes that could not be written are dropped (see [`Partition::drop_unwritten`]).
     pub async fn wait(&self, info: &AppendInfo, acks: Acks) -> Result<(), ReplicateError> {
-        self.log.wait(info, acks).await
+        let waited = self.log.wait(info, acks).await;
+        if matches!(&waited, Err(e) if e.is_no_space()) {
+            self.drop_unwritten().await;
+        }
+        waited
+    }
+
+    /// Waits until an idempotent retry's original batch is as committed as `acks` asks,
+    /// so a duplicate is acknowledged only when (and if) its original would be.
+    pub async fn wait_original(
+        &self,
+        original: &BatchRecord,
+        acks: Acks,
+    ) -> Result<(), ReplicateError> {
+        let last_offset =
+            original.base_offset + i64::from(original.last_sequence - original.first_sequence);
+        self.log.wait_through(last_offset, acks).await
     }
 
     /// Appends and waits until committed: for the coordinators' own records and markers.
     pub async fn append_committed(&self, batch: BytesMut, now_ms: i64) -> Result<(), AppendError> {
-        match self.append(batch, false, now_ms)? {
+        let appended = match self.append(batch, false, now_ms) {
+            Err(e) if e.is_no_space() => {
+                self.drop_unwritten().await;
+                return Err(e);
+            }
+            other => other?,
+        };
+        match appended {
             Appended::New(info) => Ok(self.wait(&info, Acks::All).await?),
-            Appended::Duplicate(_) => Ok(()),
+            Appended::Duplicate(original) => Ok(self.wait_original(&original, Acks::All).await?),
         }
+    }
+
+    /// After the disk ran out of space: removes every appended byte that is not written
+    /// (none of it was acknowledged: acks=1 and acks=all answer only once written), rolls
+    /// the producer state back with it, and refuses appends for [`NO_SPACE_RETRY_MS`]; the
+    /// first append after that tries the disk again. So a full disk costs the records the
+    /// clients were told failed, never an acknowledged one, and never leaves a half-written
+    /// record to be duplicated by a retry.
+    pub async fn drop_unwritten(&self) {
+        if self.dropping_unwritten.replace(true) {
+            return;
+        }
+        let local = self.log.local();
+        local.retry_space_at(crate::util::clock::now_ms() + NO_SPACE_RETRY_MS);
+        let written = local.written_offset();
+        if local.is_out_of_space() || written < local.log_end_offset() {
+            match self.truncate_to(Offset(written)).await {
+                Ok(()) => tracing::warn!(
+                    topic = %self.topic,
+                    partition = self.index,
+                    log_end = written,
+                    "out of disk space: dropped the unwritten, unacknowledged tail; writes resume once there is room"
+                ),
+                Err(e) => tracing::error!(
+                    topic = %self.topic,
+                    partition = self.index,
+                    error = %e,
+                    "out of disk space: could not drop the unwritten tail"
+                ),
+            }
+        }
+        self.dropping_unwritten.set(false);
+    }
+
+    /// Why the partition is offline (an I/O error on its log), if it is: it then refuses
+    /// produce and fetch with KAFKA_STORAGE_ERROR and Metadata shows it without a leader.
+    pub fn offline_reason(&self) -> Option<String> {
+        self.log.local().offline_reason()
     }
 
     /// The one place derived state changes: records stored batches (headers in log order,

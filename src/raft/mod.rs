@@ -74,6 +74,13 @@ pub enum ReplicateError {
     },
 }
 
+impl ReplicateError {
+    /// Whether the disk ran out of space (nothing damaged; writes can resume).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, ReplicateError::Storage(StorageError::NoSpace { .. }))
+    }
+}
+
 /// A partition's log as a Raft group (of one voter, for now).
 pub struct ReplicatedLog {
     log: Rc<PartitionLog>,
@@ -128,10 +135,8 @@ impl ReplicatedLog {
                 self.advance_high_watermark();
             }
             Acks::None | Acks::Leader => {
-                // Kafka's acks=1: the leader has the batch in its log (Kafka: the page cache;
-                // here: the DMA head chunk). The O_DIRECT write and the fdatasync start at
-                // once in the background and then move the high watermark.
-                metrics::record(Stage::ProduceAppend, started.elapsed());
+                // The fdatasync (and for acks=0 the write) runs in the background and then
+                // moves the high watermark.
                 let log = self.log.clone();
                 let hw = self.high_watermark.clone();
                 let committed = self.committed.clone();
@@ -139,13 +144,43 @@ impl ReplicatedLog {
                 glommio::spawn_local(async move {
                     match log.wait_durable(pos).await {
                         Ok(()) => advance(&log, &hw, &committed),
-                        Err(e) => tracing::error!(error = %e, "background commit failed"),
+                        Err(e) => tracing::warn!(error = %e, "background commit failed"),
                     }
                 })
                 .detach();
+                if acks == Acks::Leader {
+                    // Kafka's acks=1: the leader has the batch in its log. Kafka means its
+                    // page cache, which survives the broker process; here that is the file
+                    // (the O_DIRECT write done), not the in-memory head chunk.
+                    self.log.wait_written(info.end_position).await?;
+                }
+                metrics::record(Stage::ProduceAppend, started.elapsed());
             }
         }
         Ok(())
+    }
+
+    /// Waits until everything in the log up to and including `last_offset` is as committed
+    /// as `acks` asks: for an idempotent retry answered with its original's offsets, which
+    /// may still be in flight. Fails when the log failed or the original was truncated away.
+    pub async fn wait_through(&self, last_offset: i64, acks: Acks) -> Result<(), ReplicateError> {
+        match acks {
+            Acks::None => Ok(()),
+            Acks::Leader => {
+                if self.log.written_offset() > last_offset {
+                    return Ok(());
+                }
+                Ok(self.log.wait_written(self.log.end_position()).await?)
+            }
+            Acks::All => {
+                if self.high_watermark.get() > last_offset {
+                    return Ok(());
+                }
+                self.log.wait_durable(self.log.end_position()).await?;
+                self.advance_high_watermark();
+                Ok(())
+            }
+        }
     }
 
     fn advance_high_watermark(&self) {

@@ -1,19 +1,27 @@
 //! The DMA appender of one segment file.
 //!
-//! Appends are synchronous copies into an aligned in-memory head chunk; the
-//! bytes reach the file later, when someone waits for them. Waiting is
-//! leader/follower: the first waiter becomes the writer and writes everything
-//! dirty (full chunks once, the partial tail chunk rewritten in place,
-//! zero-padded) while later waiters sleep until it finishes. Only one write
-//! round runs at a time, because io_uring does not keep submission order and
-//! the tail chunk is rewritten at the same file range. fdatasync is coalesced
-//! the same way: every waiter whose data was written before a sync started
-//! shares that sync.
+//! Appends are synchronous copies into an aligned in-memory head chunk; the bytes reach the
+//! file in write rounds and become durable in flush rounds. Rounds belong to the appender,
+//! not to whoever waits: a waiter raises the position it wants written or durable and
+//! sleeps, and the rounds run as their own tasks to completion, so a produce that times out
+//! or a connection that drops never cancels or races a write or an fdatasync in flight.
+//! Positions move only when an operation has completed.
 //!
-//! A truncation takes the appender exclusively (both the write and the sync
-//! round at once, only when neither runs), so it never races a write to the
-//! range it cuts; waits for bytes it removed fail with `Truncated` instead of
-//! waiting for bytes that will never come.
+//! Only one write round runs at a time (io_uring does not keep submission order and the
+//! partial tail block is rewritten at the same file range); a round writes from the first
+//! block that holds unwritten bytes, so acknowledged bytes are never written again except
+//! the partial block at the tail. One flush round runs at a time, alongside the next write
+//! round; it covers what was written when it started, and every waiter it covers shares it.
+//!
+//! Failures: out of space (ENOSPC) on pre-allocation or write leaves everything as it was
+//! and refuses further rounds until [`Appender::truncate_to`] drops the unwritten bytes (the
+//! partition does that, then accepts writes again once space is free); any other error
+//! poisons the appender: every later wait fails (fail-stop, an fdatasync is never retried
+//! on the same data).
+//!
+//! A truncation takes the appender exclusively (both the write and the flush round at once,
+//! only when neither runs), so it never races a write to the range it cuts; waits for bytes
+//! it removed fail with `Truncated` instead of waiting for bytes that will never come.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -22,6 +30,7 @@ use std::rc::Rc;
 use glommio::io::{DmaBuffer, DmaFile};
 
 use crate::storage::error::StorageError;
+use crate::storage::segment_file::{FileError, SegmentFile};
 use crate::util::sync::Notify;
 
 mod truncate;
@@ -51,8 +60,8 @@ pub fn chunk_size_for(bytes: u64) -> u64 {
         .min(CHUNK_SIZE_BYTES_MAX)
 }
 
-/// Resets a flag and wakes waiters when a write/sync round ends, even if the
-/// round's future is dropped half way (cancellation must not wedge waiters).
+/// Ends a round when its task finishes (or is dropped with the executor): resets the flag
+/// and wakes every waiter, which then re-checks its position.
 struct RoundGuard<'a> {
     flag: &'a Cell<bool>,
     notify: &'a Notify,
@@ -73,8 +82,8 @@ struct State {
     head: Option<DmaBuffer>,
     /// Bytes of the head chunk holding data.
     head_len: usize,
-    /// Full chunks not yet written: (file position, chunk). Kept until the
-    /// write completes so a cancelled round loses nothing.
+    /// Full chunks not yet (wholly) written: (file position, chunk). Kept until the
+    /// write completes so a failed round loses nothing.
     sealed: Vec<(u64, Rc<DmaBuffer>)>,
     /// Logical end of data in the file.
     end_pos: u64,
@@ -90,12 +99,16 @@ struct State {
     durable_offset: i64,
     /// Bytes pre-allocated on disk (the file size).
     allocated_bytes: u64,
+    /// The highest position a waiter wants written.
+    want_written: u64,
+    /// The highest position a waiter wants durable.
+    want_durable: u64,
 }
 
 /// Appender and reader handle of one segment file.
 pub(crate) struct Appender {
     path: PathBuf,
-    file: RefCell<Option<Rc<DmaFile>>>,
+    file: RefCell<Option<SegmentFile>>,
     alignment: u64,
     chunk_size_bytes: usize,
     preallocate_step_bytes: Cell<u64>,
@@ -103,8 +116,13 @@ pub(crate) struct Appender {
     state: RefCell<State>,
     writing: Cell<bool>,
     syncing: Cell<bool>,
+    /// A truncation's own write-out is running (see `write_out_held`).
+    held_write: Cell<bool>,
     notify: Notify,
+    /// Set by the first failed write or flush: the file's state is unknown.
     failure: RefCell<Option<String>>,
+    /// Set when a round ran out of space; cleared by [`Appender::truncate_to`].
+    no_space: RefCell<Option<String>>,
     sync_count: Cell<u64>,
     /// The segment was removed by a truncation: its file must never be created again.
     removed: Cell<bool>,
@@ -118,6 +136,18 @@ fn align_down(v: u64, a: u64) -> u64 {
 }
 fn align_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
+}
+
+/// The bytes of `buf` from `from` on, in a buffer of their own (for a chunk whose front is
+/// already on disk). Copies unwritten bytes only, once per chunk.
+fn suffix(buf: &Rc<DmaBuffer>, from: usize) -> Rc<DmaBuffer> {
+    if from == 0 {
+        return buf.clone();
+    }
+    let rest = &buf.as_bytes()[from..];
+    let mut out = glommio::allocate_dma_buffer(rest.len());
+    out.as_bytes_mut().copy_from_slice(rest);
+    Rc::new(out)
 }
 
 impl Appender {
@@ -143,6 +173,28 @@ impl Appender {
         )
     }
 
+    /// An appender for a new, empty segment over a simulated file (fault tests).
+    #[cfg(test)]
+    pub(crate) fn new_simulated(
+        path: PathBuf,
+        file: Rc<crate::storage::segment_file::sim::SimFile>,
+        alignment: u64,
+        preallocate_step_bytes: u64,
+        max_allocate_bytes: u64,
+    ) -> Appender {
+        Self::build(
+            path,
+            Some(SegmentFile::Sim(file)),
+            alignment,
+            0,
+            0,
+            0,
+            preallocate_step_bytes,
+            max_allocate_bytes,
+            None,
+        )
+    }
+
     /// An appender over an existing file whose valid data ends at `end_pos`
     /// (all of it written and durable). Loads the partial last block so the
     /// next tail write rewrites it intact.
@@ -155,7 +207,8 @@ impl Appender {
         preallocate_step_bytes: u64,
         max_allocate_bytes: u64,
     ) -> Result<Appender, StorageError> {
-        let alignment = file.alignment().max(1);
+        let alignment = super::dma_open::write_block_bytes(&file);
+        let file = SegmentFile::Dma(file);
         let head_start = align_down(end_pos, alignment);
         let head_len = (end_pos - head_start) as usize;
         let head = load_head(&file, &path, end_pos, alignment, chunk_size(alignment)).await?;
@@ -181,7 +234,7 @@ impl Appender {
     #[allow(clippy::too_many_arguments)]
     fn build(
         path: PathBuf,
-        file: Option<Rc<DmaFile>>,
+        file: Option<SegmentFile>,
         alignment: u64,
         end_pos: u64,
         end_offset: i64,
@@ -210,20 +263,29 @@ impl Appender {
                 durable_pos: end_pos,
                 durable_offset: end_offset,
                 allocated_bytes,
+                want_written: end_pos,
+                want_durable: end_pos,
             }),
             writing: Cell::new(false),
             syncing: Cell::new(false),
+            held_write: Cell::new(false),
             notify: Notify::default(),
             failure: RefCell::new(None),
+            no_space: RefCell::new(None),
             sync_count: Cell::new(0),
             removed: Cell::new(false),
             exclusive_wanted: Cell::new(0),
         }
     }
 
-    /// The open file, once a write round has created it.
+    /// The open file for O_DIRECT reads, once a write round has created it.
     pub(crate) fn file(&self) -> Option<Rc<DmaFile>> {
-        self.file.borrow().clone()
+        self.file.borrow().as_ref().and_then(SegmentFile::dma)
+    }
+
+    /// The write block: every write starts and ends on a multiple of it.
+    pub(crate) fn alignment(&self) -> u64 {
+        self.alignment
     }
 
     /// Changes pre-allocation sizing for future growth.
@@ -282,6 +344,11 @@ impl Appender {
     pub(crate) fn written_offset(&self) -> i64 {
         self.state.borrow().written_offset
     }
+    /// All bytes below are durable.
+    #[cfg(test)]
+    pub(crate) fn durable_pos(&self) -> u64 {
+        self.state.borrow().durable_pos
+    }
     /// All offsets below are durable.
     pub(crate) fn durable_offset(&self) -> i64 {
         self.state.borrow().durable_offset
@@ -295,6 +362,14 @@ impl Appender {
     pub(crate) fn sync_count(&self) -> u64 {
         self.sync_count.get()
     }
+    /// Why the appender stopped for good, if it did (an I/O error).
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
+    }
+    /// Whether the last write ran out of space and nothing has been dropped since.
+    pub(crate) fn is_out_of_space(&self) -> bool {
+        self.no_space.borrow().is_some()
+    }
 
     fn check_failed(&self) -> Result<(), StorageError> {
         match &*self.failure.borrow() {
@@ -306,12 +381,43 @@ impl Appender {
         }
     }
 
+    fn check_space(&self) -> Result<(), StorageError> {
+        match &*self.no_space.borrow() {
+            Some(reason) => Err(StorageError::NoSpace {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Records a failure that leaves the file's state unknown: every later
     /// wait fails with `Poisoned` (fail-stop, a write is never retried).
     pub(crate) fn fail(&self, err: StorageError) -> StorageError {
-        tracing::error!(path = %self.path.display(), error = %err, "segment write failed");
+        tracing::error!(
+            path = %self.path.display(),
+            error = %err,
+            "segment I/O failed: the partition is offline; check the device and its kernel log, \
+             then restart the broker (recovery keeps every batch that reached the disk intact)"
+        );
         *self.failure.borrow_mut() = Some(err.to_string());
+        self.notify.notify_all();
         err
+    }
+
+    /// Sorts a file error: out of space refuses rounds until the unwritten bytes are
+    /// dropped; anything else poisons the appender.
+    fn on_error(&self, op: &'static str, e: FileError) {
+        match e {
+            FileError::NoSpace(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "{op}: out of disk space; writes to this partition are refused until space is free");
+                *self.no_space.borrow_mut() = Some(format!("{op}: {e}"));
+                self.notify.notify_all();
+            }
+            FileError::Failed(e) => {
+                self.fail(StorageError::io(op, &self.path, e));
+            }
+        }
     }
 
     /// Fails with `Truncated` when a truncation removed the bytes below `pos`
@@ -331,65 +437,181 @@ impl Appender {
 
     /// Resolves once every byte below `pos` is written with O_DIRECT.
     /// `end_offset` is the log offset after those bytes (for errors).
-    pub(crate) async fn wait_written(&self, pos: u64, end_offset: i64) -> Result<(), StorageError> {
+    /// Dropping the future leaves the write it asked for running.
+    pub(crate) async fn wait_written(
+        self: &Rc<Self>,
+        pos: u64,
+        end_offset: i64,
+    ) -> Result<(), StorageError> {
         loop {
             self.check_failed()?;
             if self.state.borrow().written_pos >= pos {
                 return Ok(());
             }
             self.check_truncated(pos, end_offset)?;
-            if self.writing.get() || self.exclusive_wanted.get() > 0 {
-                self.notify.notified().await;
-                continue;
+            self.check_space()?;
+            {
+                let mut st = self.state.borrow_mut();
+                st.want_written = st.want_written.max(pos);
             }
-            self.writing.set(true);
-            let _guard = RoundGuard {
-                flag: &self.writing,
-                notify: &self.notify,
-            };
-            if let Err(e) = self.write_round().await {
-                return Err(self.fail(e));
-            }
+            // Listen before kicking: a round may end (and notify) before kick returns.
+            let notified = self.notify.notified();
+            self.kick();
+            notified.await;
         }
     }
 
-    async fn ensure_file(&self) -> Result<Rc<DmaFile>, StorageError> {
-        if let Some(f) = self.file() {
+    /// Resolves once every byte below `pos` is fdatasync'ed; concurrent waiters share
+    /// flushes. `end_offset` is the log offset after those bytes (for errors).
+    /// Dropping the future leaves the write and flush it asked for running.
+    pub(crate) async fn wait_durable(
+        self: &Rc<Self>,
+        pos: u64,
+        end_offset: i64,
+    ) -> Result<(), StorageError> {
+        loop {
+            self.check_failed()?;
+            let written = {
+                let st = self.state.borrow();
+                if st.durable_pos >= pos {
+                    return Ok(());
+                }
+                st.written_pos
+            };
+            self.check_truncated(pos, end_offset)?;
+            if written < pos {
+                self.check_space()?;
+            }
+            {
+                let mut st = self.state.borrow_mut();
+                st.want_durable = st.want_durable.max(pos);
+            }
+            // Listen before kicking: a round may end (and notify) before kick returns.
+            let notified = self.notify.notified();
+            self.kick();
+            notified.await;
+        }
+    }
+
+    /// Starts the rounds waiters want and none is running: a write round when wanted bytes
+    /// are unwritten, a flush round when wanted bytes are written but not durable. Each runs
+    /// as its own task and kicks again when it ends.
+    fn kick(self: &Rc<Self>) {
+        // Each decision is taken just before its spawn: a spawned round may run (and end,
+        // kicking again) before `spawn_local` returns.
+        if self.should_write() {
+            self.writing.set(true);
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                let result = {
+                    let _guard = RoundGuard {
+                        flag: &me.writing,
+                        notify: &me.notify,
+                    };
+                    me.write_round().await
+                };
+                if let Err((op, e)) = result {
+                    me.on_error(op, e);
+                }
+                me.kick();
+            })
+            .detach();
+        }
+        if self.should_sync() {
+            self.syncing.set(true);
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                let result = {
+                    let _guard = RoundGuard {
+                        flag: &me.syncing,
+                        notify: &me.notify,
+                    };
+                    me.sync_round().await
+                };
+                if let Err(e) = result {
+                    me.on_error("fdatasync", e);
+                }
+                me.kick();
+            })
+            .detach();
+        }
+    }
+
+    /// A write round is wanted and may start.
+    fn should_write(&self) -> bool {
+        if self.writing.get()
+            || self.held_write.get()
+            || self.failure.borrow().is_some()
+            || self.no_space.borrow().is_some()
+            || self.exclusive_wanted.get() > 0
+        {
+            return false;
+        }
+        let st = self.state.borrow();
+        st.want_written.max(st.want_durable).min(st.end_pos) > st.written_pos
+    }
+
+    /// A flush round is wanted and may start: wanted bytes are written but not durable.
+    fn should_sync(&self) -> bool {
+        if self.syncing.get()
+            || self.held_write.get()
+            || self.failure.borrow().is_some()
+            || self.exclusive_wanted.get() > 0
+        {
+            return false;
+        }
+        let st = self.state.borrow();
+        st.want_durable.min(st.end_pos) > st.durable_pos && st.written_pos > st.durable_pos
+    }
+
+    async fn ensure_file(&self) -> Result<SegmentFile, (&'static str, FileError)> {
+        if let Some(f) = self.file.borrow().clone() {
             return Ok(f);
         }
         if self.removed.get() {
-            // Re-creating the file of a truncated segment could bring its old batches back.
-            let end_offset = self.state.borrow().end_offset;
-            return Err(StorageError::Truncated {
-                path: self.path.clone(),
-                end_offset,
-                truncated_to: end_offset,
-            });
+            // Re-creating the file of a truncated segment could bring its old batches back;
+            // a removed segment has no bytes, so no round should get here.
+            return Err((
+                "open removed segment",
+                FileError::Failed(std::io::Error::from_raw_os_error(libc::ENOENT)),
+            ));
         }
-        let file = super::dma_open::open_rw(&self.path).await?;
-        let file = Rc::new(file);
+        let file = super::dma_open::open_file(&self.path)
+            .await
+            .map_err(|e| ("create segment", e))?;
+        let file = SegmentFile::Dma(Rc::new(file));
         *self.file.borrow_mut() = Some(file.clone());
         Ok(file)
     }
 
-    /// One write round: everything dirty when it starts.
-    async fn write_round(&self) -> Result<(), StorageError> {
+    /// One write round: everything appended when it starts, from the first block that
+    /// holds unwritten bytes.
+    async fn write_round(&self) -> Result<(), (&'static str, FileError)> {
         let file = self.ensure_file().await?;
         // Snapshot what to write; copy the dirty part of the tail chunk so
         // appends can keep filling the head while the write is in flight.
         let (target_pos, target_offset, sealed, tail, need_alloc) = {
             let st = self.state.borrow();
-            let sealed: Vec<(u64, Rc<DmaBuffer>)> = st.sealed.clone();
+            let from = align_down(st.written_pos, self.alignment);
+            let sealed: Vec<(u64, Rc<DmaBuffer>)> = st
+                .sealed
+                .iter()
+                .map(|(pos, buf)| {
+                    let skip = from.saturating_sub(*pos).min(buf.len() as u64);
+                    (pos + skip, suffix(buf, skip as usize))
+                })
+                .filter(|(_, buf)| !buf.is_empty())
+                .collect();
             let mut tail = None;
             if st.head_len > 0 && st.end_pos > st.written_pos {
-                let from_pos = align_down(st.written_pos.max(st.head_start), self.alignment);
+                let from_pos = from.max(st.head_start);
                 let from = (from_pos - st.head_start) as usize;
                 let to = align_up(st.head_len as u64, self.alignment) as usize;
                 if let Some(head) = st.head.as_ref() {
                     let mut buf = glommio::allocate_dma_buffer(to - from);
                     buf.as_bytes_mut()
                         .copy_from_slice(&head.as_bytes()[from..to]);
-                    tail = Some((from_pos, buf));
+                    tail = Some((from_pos, Rc::new(buf)));
                 }
             }
             let needed = align_up(st.end_pos, self.alignment);
@@ -397,52 +619,46 @@ impl Appender {
                 let step = self.preallocate_step_bytes.get();
                 let stepped = needed.div_ceil(step) * step;
                 let cap = align_up(self.max_allocate_bytes.get(), self.alignment);
-                Some(needed.max(stepped.min(cap)))
+                Some((needed, needed.max(stepped.min(cap))))
             } else {
                 None
             };
-            (st.end_pos, st.end_offset, sealed, tail, need_alloc)
+            let done = st.sealed.len();
+            (st.end_pos, st.end_offset, (done, sealed), tail, need_alloc)
         };
-        if let Some(size) = need_alloc {
-            file.pre_allocate(size, false)
-                .await
-                .map_err(|e| StorageError::glommio("pre-allocate", &self.path, e))?;
+        if let Some((needed, size)) = need_alloc {
+            // A full step when there is room, else exactly what this round needs.
+            let allocated = match file.pre_allocate(size).await {
+                Err(FileError::NoSpace(_)) if size > needed => {
+                    file.pre_allocate(needed).await.map(|()| needed)
+                }
+                other => other.map(|()| size),
+            }
+            .map_err(|e| ("pre-allocate", e))?;
             let mut st = self.state.borrow_mut();
-            st.allocated_bytes = st.allocated_bytes.max(size);
+            st.allocated_bytes = st.allocated_bytes.max(allocated);
         }
-        let mut writes = Vec::with_capacity(sealed.len() + 1);
-        for (pos, buf) in &sealed {
-            let len = buf.len();
-            let f = file.clone();
-            let buf = buf.clone();
-            let pos = *pos;
-            writes.push(futures::future::Either::Left(async move {
-                (pos, len, f.write_rc_at(buf, pos).await)
-            }));
-        }
-        if let Some((pos, buf)) = tail {
-            let len = buf.len();
-            let f = file.clone();
-            writes.push(futures::future::Either::Right(async move {
-                (pos, len, f.write_at(buf, pos).await)
-            }));
-        }
+        let (sealed_count, sealed) = sealed;
+        let writes = sealed.into_iter().chain(tail).map(|(pos, buf)| {
+            let file = file.clone();
+            async move {
+                let len = buf.len();
+                (pos, len, file.write_at(buf, pos).await)
+            }
+        });
         let started = std::time::Instant::now();
         let written = futures::future::join_all(writes).await;
         crate::metrics::record(crate::metrics::Stage::StorageWrite, started.elapsed());
         for (pos, len, res) in written {
-            let n = res.map_err(|e| StorageError::glommio("write", &self.path, e))?;
+            let n = res.map_err(|e| ("write", e))?;
             if n != len {
-                return Err(StorageError::Corrupt {
-                    path: self.path.clone(),
-                    position: pos,
-                    reason: format!("short write {n} of {len} bytes"),
-                });
+                let short =
+                    std::io::Error::other(format!("short write at {pos}: {n} of {len} bytes"));
+                return Err(("write", FileError::Failed(short)));
             }
         }
         let mut st = self.state.borrow_mut();
-        let done = sealed.len();
-        st.sealed.drain(..done);
+        st.sealed.drain(..sealed_count);
         st.written_pos = st.written_pos.max(target_pos);
         if target_offset > st.written_offset {
             st.written_offset = target_offset;
@@ -450,52 +666,24 @@ impl Appender {
         Ok(())
     }
 
-    /// Resolves once every byte below `pos` is fdatasync'ed; concurrent
-    /// waiters share syncs. `end_offset` is the log offset after those bytes (for errors).
-    pub(crate) async fn wait_durable(&self, pos: u64, end_offset: i64) -> Result<(), StorageError> {
-        loop {
-            self.check_failed()?;
-            let (durable, written) = {
-                let st = self.state.borrow();
-                (st.durable_pos, st.written_pos)
-            };
-            if durable >= pos {
-                return Ok(());
-            }
-            self.check_truncated(pos, end_offset)?;
-            if written < pos {
-                self.wait_written(pos, end_offset).await?;
-                continue;
-            }
-            if self.syncing.get() || self.exclusive_wanted.get() > 0 {
-                // The running sync may not cover us; re-check when it ends.
-                self.notify.notified().await;
-                continue;
-            }
-            self.syncing.set(true);
-            let _guard = RoundGuard {
-                flag: &self.syncing,
-                notify: &self.notify,
-            };
-            let (cover_pos, cover_offset) = {
-                let st = self.state.borrow();
-                (st.written_pos, st.written_offset)
-            };
-            let Some(file) = self.file() else {
-                // Nothing was ever written, so nothing to sync.
-                return Ok(());
-            };
+    /// One flush round: makes everything written when it starts durable.
+    async fn sync_round(&self) -> Result<(), FileError> {
+        let (cover_pos, cover_offset) = {
+            let st = self.state.borrow();
+            (st.written_pos, st.written_offset)
+        };
+        let file = self.file.borrow().clone();
+        if let Some(file) = file {
             self.sync_count.set(self.sync_count.get() + 1);
             let started = std::time::Instant::now();
             let synced = file.fdatasync().await;
             crate::metrics::record(crate::metrics::Stage::Fdatasync, started.elapsed());
-            if let Err(e) = synced {
-                return Err(self.fail(StorageError::glommio("fdatasync", &self.path, e)));
-            }
-            let mut st = self.state.borrow_mut();
-            st.durable_pos = st.durable_pos.max(cover_pos);
-            st.durable_offset = st.durable_offset.max(cover_offset);
+            synced?;
         }
+        let mut st = self.state.borrow_mut();
+        st.durable_pos = st.durable_pos.max(cover_pos);
+        st.durable_offset = st.durable_offset.max(cover_offset);
+        Ok(())
     }
 }
 
@@ -503,7 +691,7 @@ impl Appender {
 /// into a zeroed head chunk of `chunk` bytes, so the next tail write rewrites
 /// the block with its valid bytes intact.
 async fn load_head(
-    file: &DmaFile,
+    file: &SegmentFile,
     path: &Path,
     end_pos: u64,
     alignment: u64,
@@ -515,9 +703,9 @@ async fn load_head(
     head.as_bytes_mut().fill(0);
     if head_len > 0 {
         let read = file
-            .read_at_aligned(head_start, alignment as usize)
+            .read_block(head_start, alignment as usize)
             .await
-            .map_err(|e| StorageError::glommio("read tail block", path, e))?;
+            .map_err(|e| StorageError::io("read tail block", path, e.into_io()))?;
         if read.len() < head_len {
             return Err(StorageError::Corrupt {
                 path: path.to_path_buf(),

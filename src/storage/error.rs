@@ -28,6 +28,15 @@ pub enum StorageError {
         /// The original failure.
         reason: String,
     },
+    /// The disk is full (ENOSPC): the bytes could not be written and nothing is damaged.
+    /// The partition refuses writes until space is free again; see `PartitionLog::append`.
+    #[error("no space left for {path}: {reason}")]
+    NoSpace {
+        /// Segment file or partition directory.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
     /// A fetch or delete asked for an offset outside the log.
     #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
     OffsetOutOfRange {

@@ -15,6 +15,7 @@ mod dma_open;
 mod index;
 mod recovery;
 mod segment;
+mod segment_file;
 
 #[cfg(test)]
 mod tests;

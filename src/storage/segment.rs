@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use glommio::io::DmaFile;
 
@@ -22,7 +23,7 @@ pub(crate) struct Segment {
     /// Path of the `.log` file.
     pub path: PathBuf,
     /// Writes (and holds the file for reads).
-    pub appender: Appender,
+    pub appender: Rc<Appender>,
     /// Sparse offset/time indexes.
     pub index: RefCell<SegmentIndex>,
     /// Largest batch max timestamp, -1 if empty.
@@ -66,7 +67,7 @@ impl Segment {
             base_offset,
             term,
             path,
-            appender,
+            appender: Rc::new(appender),
             index: RefCell::new(index),
             max_timestamp_ms: Cell::new(-1),
             max_timestamp_batch_offset: Cell::new(base_offset),

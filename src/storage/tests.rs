@@ -10,6 +10,7 @@ use crate::storage::batch::tests::make_batch;
 use crate::storage::batch::{parse_and_verify, BatchHeader};
 use crate::storage::log::{LogConfig, PartitionLog};
 
+mod faults;
 mod truncate;
 
 /// Runs a test on a glommio executor. `io_memory(0)`: on this VM, reads into

@@ -240,6 +240,9 @@ async fn read_partition_inner(shard: &Rc<Shard>, spec: ReadSpec) -> ReadResult {
     if let Err(error) = partition.check_leader_epoch(spec.current_leader_epoch) {
         return ReadResult::error(error);
     }
+    if partition.offline_reason().is_some() {
+        return ReadResult::error(ResponseError::KafkaStorageError);
+    }
     let high_watermark = partition.high_watermark().get();
     let last_stable_offset = partition.last_stable_offset().get();
     let log_start_offset = partition.log_start_offset().get();

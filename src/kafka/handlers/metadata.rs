@@ -98,8 +98,8 @@ pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse
     response
 }
 
-/// Leader epochs by topic, then partition.
-type LeaderEpochs = AHashMap<String, AHashMap<i32, i32>>;
+/// Leader epoch by topic, then partition, and whether the partition is offline.
+type LeaderEpochs = AHashMap<String, AHashMap<i32, (i32, bool)>>;
 
 /// Each partition's leader epoch, asked of the shards that own them (one call per shard,
 /// concurrently): every partition has its own epoch, and only its owner knows it.
@@ -117,7 +117,8 @@ async fn leader_epochs(ctx: &Context, topics: Vec<String>) -> LeaderEpochs {
                         .into_iter()
                         .filter_map(|index| {
                             let p = owner.partitions.get(topic, index)?;
-                            Some((topic.clone(), index, p.leader_epoch().get()))
+                            let offline = p.offline_reason().is_some();
+                            Some((topic.clone(), index, p.leader_epoch().get(), offline))
                         })
                 })
                 .collect::<Vec<_>>()
@@ -127,8 +128,11 @@ async fn leader_epochs(ctx: &Context, topics: Vec<String>) -> LeaderEpochs {
     for answer in futures::future::join_all(calls).await {
         match answer {
             Ok(found) => {
-                for (topic, index, epoch) in found {
-                    epochs.entry(topic).or_default().insert(index, epoch);
+                for (topic, index, epoch, offline) in found {
+                    epochs
+                        .entry(topic)
+                        .or_default()
+                        .insert(index, (epoch, offline));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "leader epochs: shard unreachable"),
@@ -141,17 +145,28 @@ fn topic_entry(topic: &TopicMeta, node_id: i32, epochs: &LeaderEpochs) -> Metada
     let partitions = (0..topic.partitions)
         .map(|index| {
             // -1 (unknown) only if the owner shard could not be asked.
-            let epoch = epochs
+            let (epoch, offline) = epochs
                 .get(&topic.name)
                 .and_then(|t| t.get(&index))
                 .copied()
-                .unwrap_or(-1);
-            MetadataResponsePartition::default()
+                .unwrap_or((-1, false));
+            let partition = MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(BrokerId(node_id))
                 .with_leader_epoch(epoch)
-                .with_replica_nodes(vec![BrokerId(node_id)])
-                .with_isr_nodes(vec![BrokerId(node_id)])
+                .with_replica_nodes(vec![BrokerId(node_id)]);
+            if offline {
+                // Its only replica stopped after an I/O error: no leader, as Kafka shows a
+                // partition whose log directory failed, so clients stop sending to it.
+                partition
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_isr_nodes(Vec::new())
+                    .with_offline_replicas(vec![BrokerId(node_id)])
+            } else {
+                partition
+                    .with_leader_id(BrokerId(node_id))
+                    .with_isr_nodes(vec![BrokerId(node_id)])
+            }
         })
         .collect();
     MetadataResponseTopic::default()

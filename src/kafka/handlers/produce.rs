@@ -217,7 +217,26 @@ async fn write_partition(
     let info = match partition.append(batches, config.log_append_time, now) {
         Ok(Appended::New(info)) => info,
         Ok(Appended::Duplicate(original)) => {
-            // Idempotent retry: answered with the original offsets.
+            // Idempotent retry: answered with the original offsets once the original is as
+            // committed as this request asks (it may still be in flight, or fail).
+            let waited = glommio::timer::timeout(timeout, async {
+                Ok(partition.wait_original(&original, acks).await)
+            })
+            .await;
+            match waited {
+                Err(_) => {
+                    result.error = Some((
+                        ResponseError::RequestTimedOut,
+                        format!("not committed within {} ms", timeout.as_millis()),
+                    ));
+                    return result;
+                }
+                Ok(Err(e)) => {
+                    result.error = Some((ResponseError::KafkaStorageError, e.to_string()));
+                    return result;
+                }
+                Ok(Ok(())) => {}
+            }
             result.base_offset = original.base_offset;
             result.log_append_time_ms = if config.log_append_time {
                 original.append_time_ms
@@ -228,17 +247,21 @@ async fn write_partition(
             return result;
         }
         Err(e) => {
-            if let AppendError::Replicate(cause) = &e {
+            if e.is_no_space() {
+                partition.drop_unwritten().await;
+            } else if let AppendError::Replicate(cause) = &e {
                 tracing::error!(topic = %write.topic, partition = write.partition, error = %cause, "append failed");
             }
             result.error = Some((e.kafka_error(), e.to_string()));
             return result;
         }
     };
-    let waited = if acks == Acks::All {
-        glommio::timer::timeout(timeout, async { Ok(partition.wait(&info, acks).await) }).await
-    } else {
+    // The timeout ends only this request's wait: the write and the fdatasync it started
+    // belong to the log and run to completion.
+    let waited = if acks == Acks::None {
         Ok(partition.wait(&info, acks).await)
+    } else {
+        glommio::timer::timeout(timeout, async { Ok(partition.wait(&info, acks).await) }).await
     };
     match waited {
         Err(_) => {

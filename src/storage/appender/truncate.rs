@@ -2,6 +2,8 @@
 //! round or fdatasync running or starting), rolling its bytes back with the
 //! partial tail block reloaded, and detaching the appender of a removed segment.
 
+use std::rc::Rc;
+
 use glommio::io::DmaBuffer;
 
 use crate::storage::error::StorageError;
@@ -11,7 +13,38 @@ use super::{align_down, load_head, Appender};
 impl Appender {
     /// Whether no write round and no fdatasync is running.
     pub(crate) fn is_idle(&self) -> bool {
-        !self.writing.get() && !self.syncing.get()
+        !self.writing.get() && !self.syncing.get() && !self.held_write.get()
+    }
+
+    /// Writes out everything appended while a truncation holds the appender (it scans
+    /// batch headers on disk). The write runs as its own task: if the truncation is
+    /// dropped meanwhile, the write still completes before any other round starts.
+    pub(crate) async fn write_out_held(self: &Rc<Self>) -> Result<(), StorageError> {
+        if self.written_pos() >= self.end_pos() {
+            return Ok(());
+        }
+        self.held_write.set(true);
+        let me = self.clone();
+        let done = glommio::spawn_local(async move {
+            let result = me.write_round().await;
+            me.held_write.set(false);
+            if let Err((op, e)) = result {
+                me.on_error(op, e);
+            }
+            me.notify.notify_all();
+        })
+        .detach()
+        .await;
+        self.check_failed()?;
+        self.check_space()?;
+        if done.is_none() || self.written_pos() < self.end_pos() {
+            return Err(StorageError::io(
+                "write before truncation",
+                &self.path,
+                std::io::Error::new(std::io::ErrorKind::Interrupted, "write task cancelled"),
+            ));
+        }
+        Ok(())
     }
 
     /// Resolves once no write round and no fdatasync is running (at once if none is).
@@ -59,11 +92,15 @@ impl Appender {
     /// so appends after a truncation continue the partial block intact.
     /// Only while held exclusively, with everything below `end_pos` written.
     pub(crate) async fn reload_head(&self, end_pos: u64) -> Result<DmaBuffer, StorageError> {
-        let file = self.file().ok_or_else(|| StorageError::Corrupt {
-            path: self.path.clone(),
-            position: end_pos,
-            reason: "segment file missing while reloading the tail block".to_string(),
-        })?;
+        let file = self
+            .file
+            .borrow()
+            .clone()
+            .ok_or_else(|| StorageError::Corrupt {
+                path: self.path.clone(),
+                position: end_pos,
+                reason: "segment file missing while reloading the tail block".to_string(),
+            })?;
         load_head(
             &file,
             &self.path,
@@ -92,6 +129,10 @@ impl Appender {
         st.durable_pos = st.durable_pos.min(end_pos);
         st.durable_offset = st.durable_offset.min(end_offset);
         st.allocated_bytes = st.allocated_bytes.min(end_pos);
+        st.want_written = st.want_written.min(end_pos);
+        st.want_durable = st.want_durable.min(end_pos);
+        // The unwritten bytes that ran out of space are gone: the next round may try again.
+        *self.no_space.borrow_mut() = None;
     }
 
     /// Records that the caller fdatasync'ed the file with everything below
@@ -122,5 +163,7 @@ impl Appender {
         st.written_offset = truncated_to;
         st.durable_pos = 0;
         st.durable_offset = truncated_to;
+        st.want_written = 0;
+        st.want_durable = 0;
     }
 }

@@ -119,6 +119,8 @@ pub struct PartitionLog {
     truncation_points: RefCell<Vec<(u64, i64)>>,
     /// The truncation whose file I/O is still running, if any.
     truncation_in_flight: RefCell<Option<Rc<truncate::Quiesced>>>,
+    /// Appends are refused before this wall-clock time (ms) after the disk ran out of space.
+    space_retry_at_ms: Cell<i64>,
 }
 
 /// The wall clock, for segment ages and retention (the one clock of `util::clock`).
@@ -160,8 +162,7 @@ impl PartitionLog {
         }
         let alignment = segments
             .last()
-            .and_then(|s| s.appender.file())
-            .map(|f| f.alignment())
+            .map(|s| s.appender.alignment())
             .unwrap_or(4096);
         tracing::info!(dir = %dir.display(), segments = segments.len(), log_start, log_end, "partition log opened");
         let log = PartitionLog {
@@ -178,6 +179,7 @@ impl PartitionLog {
             truncations: Cell::new(0),
             truncation_points: RefCell::new(Vec::new()),
             truncation_in_flight: RefCell::new(None),
+            space_retry_at_ms: Cell::new(0),
         };
         log.write_recovery_point(log_end)?;
         Ok(log)
@@ -242,6 +244,42 @@ impl PartitionLog {
             answer = s.appender.durable_offset();
         }
         answer
+    }
+
+    /// Why the log stopped for good (an I/O error on a write or fdatasync), if it did.
+    /// An offline log refuses appends and reads until the broker restarts.
+    pub fn offline_reason(&self) -> Option<String> {
+        self.segments
+            .borrow()
+            .iter()
+            .rev()
+            .find_map(|s| s.appender.failure())
+    }
+
+    /// Whether a write ran out of disk space and its unwritten bytes are still held.
+    pub fn is_out_of_space(&self) -> bool {
+        self.segments
+            .borrow()
+            .iter()
+            .rev()
+            .any(|s| s.appender.is_out_of_space())
+    }
+
+    /// Refuses appends until `at_ms` (wall clock): after running out of space, the next
+    /// append tries the disk again only then, instead of on every request.
+    pub fn retry_space_at(&self, at_ms: i64) {
+        self.space_retry_at_ms.set(at_ms);
+    }
+
+    /// The end of everything appended so far, to wait on.
+    pub fn end_position(&self) -> AppendPosition {
+        let active = self.active();
+        AppendPosition {
+            segment_base_offset: active.base_offset,
+            end_pos: active.size_bytes(),
+            end_offset: active.next_offset(),
+            truncations: self.truncations.get(),
+        }
     }
 
     /// Bytes of data in all segments.

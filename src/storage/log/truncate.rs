@@ -204,20 +204,14 @@ impl PartitionLog {
             let k = segs.partition_point(|s| s.base_offset <= offset);
             (k > 0).then(|| segs[k - 1].clone())
         };
-        if let Some(seg) = &holding {
-            // The batch headers are scanned on disk: write out what is still in memory.
-            let written = seg
-                .appender
-                .wait_written(seg.appender.end_pos(), seg.next_offset())
-                .await;
-            if self.truncations.get() != seen {
-                return Ok(None);
-            }
-            written?;
-        }
         let Some(held) = self.quiesce(holding.as_ref(), seen).await else {
             return Ok(None);
         };
+        if let Some(seg) = &holding {
+            // The batch headers are scanned on disk: write out what is still in memory,
+            // while no other round can start (so nothing becomes durable meanwhile).
+            seg.appender.write_out_held().await?;
+        }
         let cut = match holding {
             Some(seg) => {
                 let holding = self.find_cut(seg, offset).await?;

@@ -97,6 +97,18 @@ impl PartitionLog {
                 dir: self.dir.clone(),
             });
         }
+        if let Some(reason) = self.offline_reason() {
+            return Err(StorageError::Poisoned {
+                path: self.dir.clone(),
+                reason,
+            });
+        }
+        if self.is_out_of_space() || now_ms < self.space_retry_at_ms.get() {
+            return Err(StorageError::NoSpace {
+                path: self.dir.clone(),
+                reason: "the disk ran out of space; appends are refused until it has room".into(),
+            });
+        }
         // Pass 1: framing and record counts (no CRC; validated by the caller).
         let mut at = 0usize;
         let mut records = 0i64;
@@ -240,13 +252,7 @@ impl PartitionLog {
     /// it, what is left of the log is made durable instead.
     pub async fn flush(&self) -> Result<(), StorageError> {
         loop {
-            let active = self.active();
-            let pos = AppendPosition {
-                segment_base_offset: active.base_offset,
-                end_pos: active.size_bytes(),
-                end_offset: active.next_offset(),
-                truncations: self.truncations.get(),
-            };
+            let pos = self.end_position();
             match self.wait_durable(pos).await {
                 Err(StorageError::Truncated { .. })
                     if self.truncations.get() != pos.truncations => {}
