@@ -212,18 +212,23 @@ impl Partition {
     /// clients were told failed, never an acknowledged one, and never leaves a half-written
     /// record to be duplicated by a retry.
     pub async fn drop_unwritten(&self) {
-        if self.dropping_unwritten.replace(true) {
+        let local = self.log.local();
+        // Only a log holding bytes it could not write has anything to drop; an append
+        // refused during the retry window has nothing (and must not extend the window).
+        if !local.is_out_of_space() || self.dropping_unwritten.replace(true) {
             return;
         }
-        let local = self.log.local();
         local.retry_space_at(crate::util::clock::now_ms() + NO_SPACE_RETRY_MS);
         let written = local.written_offset();
-        if local.is_out_of_space() || written < local.log_end_offset() {
+        let log_end = local.log_end_offset();
+        {
             match self.truncate_to(Offset(written)).await {
                 Ok(()) => tracing::warn!(
                     topic = %self.topic,
                     partition = self.index,
-                    log_end = written,
+                    dropped_from = written,
+                    dropped_to = log_end,
+                    still_out_of_space = local.is_out_of_space(),
                     "out of disk space: dropped the unwritten, unacknowledged tail; writes resume once there is room"
                 ),
                 Err(e) => tracing::error!(

@@ -366,9 +366,21 @@ impl Appender {
     pub(crate) fn failure(&self) -> Option<String> {
         self.failure.borrow().clone()
     }
-    /// Whether the last write ran out of space and nothing has been dropped since.
+    /// Whether a write ran out of space and bytes it could not write are still held.
+    /// A flag left with nothing unwritten (the bytes were cut by a truncation that did not
+    /// end in this segment) is cleared here: there is nothing left to refuse for.
     pub(crate) fn is_out_of_space(&self) -> bool {
-        self.no_space.borrow().is_some()
+        if self.no_space.borrow().is_none() {
+            return false;
+        }
+        let pending = {
+            let st = self.state.borrow();
+            st.written_pos < st.end_pos
+        };
+        if !pending && !self.writing.get() && !self.held_write.get() {
+            *self.no_space.borrow_mut() = None;
+        }
+        pending
     }
 
     fn check_failed(&self) -> Result<(), StorageError> {
@@ -529,7 +541,9 @@ impl Appender {
                     me.sync_round().await
                 };
                 if let Err(e) = result {
-                    me.on_error("fdatasync", e);
+                    // Never "out of space": a failed flush leaves unknown what reached the
+                    // disk, so it is never retried on the same data (fail-stop).
+                    me.fail(StorageError::io("fdatasync", &me.path, e.into_io()));
                 }
                 me.kick();
             })

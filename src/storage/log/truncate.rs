@@ -209,8 +209,11 @@ impl PartitionLog {
         };
         if let Some(seg) = &holding {
             // The batch headers are scanned on disk: write out what is still in memory,
-            // while no other round can start (so nothing becomes durable meanwhile).
-            seg.appender.write_out_held().await?;
+            // while no other round can start (so nothing becomes durable meanwhile) —
+            // unless the cut is at the written end, where nothing needs scanning.
+            if offset != seg.appender.written_offset() {
+                seg.appender.write_out_held().await?;
+            }
         }
         let cut = match holding {
             Some(seg) => {

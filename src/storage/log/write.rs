@@ -241,8 +241,15 @@ impl PartitionLog {
             // may have removed this segment or moved its end back.
             self.check_not_truncated(&pos)?;
             if seg.sealed.get() && seg.appender.is_fully_durable() && !seg.index_persisted.get() {
-                seg.persist_index()?;
-                self.write_recovery_point(seg.next_offset())?;
+                // The data is durable; the index and recovery point only shorten recovery,
+                // so failing to write them (a full disk) must not fail this wait: the next
+                // wait tries again and recovery rebuilds whatever is missing.
+                let persisted = seg
+                    .persist_index()
+                    .and_then(|()| self.write_recovery_point(seg.next_offset()));
+                if let Err(e) = persisted {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "could not persist a rolled segment's index; recovery will rebuild it");
+                }
             }
         }
         Ok(())

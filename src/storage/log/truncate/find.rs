@@ -23,6 +23,12 @@ impl PartitionLog {
         seg: Rc<Segment>,
         offset: i64,
     ) -> Result<Holding, StorageError> {
+        let written_pos = seg.appender.written_pos();
+        if offset == seg.appender.written_offset() && written_pos < seg.appender.end_pos() {
+            // A cut exactly at the written end (dropping what could not be written, e.g.
+            // after ENOSPC): nothing below it is removed, nothing above it is on disk.
+            return self.cut_at_written_end(seg, written_pos, offset).await;
+        }
         let Some(file) = seg.appender.file() else {
             return Err(StorageError::Corrupt {
                 path: seg.path.clone(),
@@ -94,6 +100,35 @@ impl PartitionLog {
                 (max, self.batch_offset_at(&seg, from, position, max).await?)
             }
         };
+        let head = seg.appender.reload_head(position).await?;
+        Ok(Holding {
+            seg,
+            position,
+            head,
+            max_timestamp_ms,
+            max_timestamp_batch_offset,
+            end_offset,
+        })
+    }
+
+    /// The holding state for a cut at the written end of `seg`: every written batch stays,
+    /// so its max timestamp stays unless the batch holding it was never written.
+    async fn cut_at_written_end(
+        &self,
+        seg: Rc<Segment>,
+        position: u64,
+        end_offset: i64,
+    ) -> Result<Holding, StorageError> {
+        let (mut max_timestamp_ms, mut max_timestamp_batch_offset) = (
+            seg.max_timestamp_ms.get(),
+            seg.max_timestamp_batch_offset.get(),
+        );
+        if max_timestamp_batch_offset >= end_offset {
+            // Only an index-interval approximation is known without scanning: take the
+            // index's, which errs low (time-based retention then keeps data longer).
+            max_timestamp_ms = seg.index.borrow().max_timestamp_below(position);
+            max_timestamp_batch_offset = seg.base_offset;
+        }
         let head = seg.appender.reload_head(position).await?;
         Ok(Holding {
             seg,
