@@ -92,7 +92,7 @@ impl Appender {
     /// so appends after a truncation continue the partial block intact.
     /// Only while held exclusively, with everything below `end_pos` written.
     pub(crate) async fn reload_head(&self, end_pos: u64) -> Result<DmaBuffer, StorageError> {
-        if end_pos % self.alignment == 0 {
+        if end_pos.is_multiple_of(self.alignment) {
             // Nothing of the block to keep (and the file may not even exist yet).
             let mut head = glommio::allocate_dma_buffer(self.chunk_size_bytes);
             head.as_bytes_mut().fill(0);
