@@ -19,6 +19,7 @@ const TUNABLES: &[&str] = &[
     "disk.scheduler",
     "disk.nomerges",
     "disk.write_cache",
+    "disk.block_size",
     "disk.fstrim_timer",
     "disk.filesystem",
     "disk.free_space",

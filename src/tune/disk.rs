@@ -198,6 +198,46 @@ pub fn write_cache(ctx: &Context) -> Finding {
     }
 }
 
+const BLOCK_WHY: &str = "the log assumes a physical block is written atomically and aligns every write to the largest of the logical, physical and filesystem block, so a torn write never reaches into acknowledged bytes; a physical block above 64 KiB cannot be honoured";
+
+/// Reports the block sizes the log's write alignment comes from (read only).
+pub fn block_size(ctx: &Context) -> Finding {
+    const NAME: &str = "disk.block_size";
+    const RECOMMENDED: &str = "physical block <= 64 KiB";
+    let device = match block_device(ctx) {
+        Ok(device) => device,
+        Err(reason) => return Finding::not_applicable(NAME, reason, RECOMMENDED, BLOCK_WHY),
+    };
+    let read = |name: &str| {
+        sys::read(&device.queue.join(name))
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    match (read("logical_block_size"), read("physical_block_size")) {
+        (Some(logical), Some(physical)) => Finding::new(
+            NAME,
+            format!(
+                "{}: logical {logical} B, physical {physical} B",
+                device.name
+            ),
+            RECOMMENDED,
+            BLOCK_WHY,
+            if physical <= 64 * 1024 {
+                Status::Ok
+            } else {
+                Status::Warn
+            },
+            "",
+        ),
+        _ => Finding::not_applicable(
+            NAME,
+            format!("{}: block sizes not in sysfs", device.name),
+            RECOMMENDED,
+            BLOCK_WHY,
+        ),
+    }
+}
+
 /// Where systemd may keep the fstrim.timer unit, relative to the root beside the etc root.
 const FSTRIM_UNIT_DIRS: [&str; 2] = ["lib/systemd/system", "usr/lib/systemd/system"];
 /// The symlink `systemctl enable fstrim.timer` creates, relative to the etc root.

@@ -355,6 +355,7 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         disk::scheduler(ctx),
         disk::nomerges(ctx),
         disk::write_cache(ctx),
+        disk::block_size(ctx),
         disk::fstrim_timer(ctx),
         disk::filesystem(ctx),
         disk::free_space(ctx),
