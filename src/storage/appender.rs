@@ -512,43 +512,49 @@ impl Appender {
         // Each decision is taken just before its spawn: a spawned round may run (and end,
         // kicking again) before `spawn_local` returns.
         if self.should_write() {
-            self.writing.set(true);
-            let me = self.clone();
-            glommio::spawn_local(async move {
-                let result = {
-                    let _guard = RoundGuard {
-                        flag: &me.writing,
-                        notify: &me.notify,
-                    };
-                    me.write_round().await
-                };
-                if let Err((op, e)) = result {
-                    me.on_error(op, e);
-                }
-                me.kick();
-            })
-            .detach();
+            self.spawn_round(
+                |a| &a.writing,
+                |me| async move {
+                    if let Err((op, e)) = me.write_round().await {
+                        me.on_error(op, e);
+                    }
+                },
+            );
         }
         if self.should_sync() {
-            self.syncing.set(true);
-            let me = self.clone();
-            glommio::spawn_local(async move {
-                let result = {
-                    let _guard = RoundGuard {
-                        flag: &me.syncing,
-                        notify: &me.notify,
-                    };
-                    me.sync_round().await
-                };
-                if let Err(e) = result {
-                    // Never "out of space": a failed flush leaves unknown what reached the
-                    // disk, so it is never retried on the same data (fail-stop).
-                    me.fail(StorageError::io("fdatasync", &me.path, e.into_io()));
-                }
-                me.kick();
-            })
-            .detach();
+            self.spawn_round(
+                |a| &a.syncing,
+                |me| async move {
+                    if let Err(e) = me.sync_round().await {
+                        // Never "out of space": a failed flush leaves unknown what reached
+                        // the disk, so it is never retried on the same data (fail-stop).
+                        me.fail(StorageError::io("fdatasync", &me.path, e.into_io()));
+                    }
+                },
+            );
         }
+    }
+
+    /// Runs `round` as its own task with `flag` set for its duration; when it ends the
+    /// flag is cleared, waiters are woken and the next wanted round is started.
+    fn spawn_round<F, Fut>(self: &Rc<Self>, flag: fn(&Appender) -> &Cell<bool>, round: F)
+    where
+        F: FnOnce(Rc<Self>) -> Fut + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        flag(self).set(true);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            {
+                let _guard = RoundGuard {
+                    flag: flag(&me),
+                    notify: &me.notify,
+                };
+                round(me.clone()).await;
+            }
+            me.kick();
+        })
+        .detach();
     }
 
     /// A write round is wanted and may start.
