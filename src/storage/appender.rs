@@ -462,14 +462,8 @@ impl Appender {
             }
             self.check_truncated(pos, end_offset)?;
             self.check_space()?;
-            {
-                let mut st = self.state.borrow_mut();
-                st.want_written = st.want_written.max(pos);
-            }
-            // Listen before kicking: a round may end (and notify) before kick returns.
-            let notified = self.notify.notified();
-            self.kick();
-            notified.await;
+            self.ask(|st| st.want_written = st.want_written.max(pos))
+                .await;
         }
     }
 
@@ -494,15 +488,19 @@ impl Appender {
             if written < pos {
                 self.check_space()?;
             }
-            {
-                let mut st = self.state.borrow_mut();
-                st.want_durable = st.want_durable.max(pos);
-            }
-            // Listen before kicking: a round may end (and notify) before kick returns.
-            let notified = self.notify.notified();
-            self.kick();
-            notified.await;
+            self.ask(|st| st.want_durable = st.want_durable.max(pos))
+                .await;
         }
+    }
+
+    /// Records what a waiter wants (`raise` lifts a `want_*` position), starts the rounds
+    /// that serve it, and sleeps until a round ends or a truncation releases the appender.
+    async fn ask(self: &Rc<Self>, raise: impl FnOnce(&mut State)) {
+        raise(&mut self.state.borrow_mut());
+        // Listen before kicking: a round may end (and notify) before kick returns.
+        let notified = self.notify.notified();
+        self.kick();
+        notified.await;
     }
 
     /// Starts the rounds waiters want and none is running: a write round when wanted bytes

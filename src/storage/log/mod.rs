@@ -249,20 +249,26 @@ impl PartitionLog {
     /// Why the log stopped for good (an I/O error on a write or fdatasync), if it did.
     /// An offline log refuses appends and reads until the broker restarts.
     pub fn offline_reason(&self) -> Option<String> {
-        self.segments
-            .borrow()
-            .iter()
-            .rev()
-            .find_map(|s| s.appender.failure())
+        self.find_unsettled(|s| s.appender.failure())
     }
 
     /// Whether a write ran out of disk space and its unwritten bytes are still held.
     pub fn is_out_of_space(&self) -> bool {
+        self.find_unsettled(|s| s.appender.is_out_of_space().then_some(()))
+            .is_some()
+    }
+
+    /// The first answer of `f` over the segments with bytes not yet durable, newest first:
+    /// only they can still fail or run out of space (a failed write or flush never lets a
+    /// segment become durable). Usually just the active segment, so the checks every
+    /// append makes cost one look, without allocating.
+    fn find_unsettled<R>(&self, f: impl FnMut(&Rc<Segment>) -> Option<R>) -> Option<R> {
         self.segments
             .borrow()
             .iter()
             .rev()
-            .any(|s| s.appender.is_out_of_space())
+            .take_while(|s| !s.appender.is_fully_durable())
+            .find_map(f)
     }
 
     /// Refuses appends until `at_ms` (wall clock): after running out of space, the next

@@ -24,38 +24,46 @@ impl PartitionLog {
         offset: i64,
     ) -> Result<Holding, StorageError> {
         let written_pos = seg.appender.written_pos();
-        if offset == seg.appender.written_offset() && written_pos < seg.appender.end_pos() {
-            // A cut exactly at the written end (dropping what could not be written, e.g.
-            // after ENOSPC): nothing below it is removed, nothing above it is on disk.
-            return self.cut_at_written_end(seg, written_pos, offset).await;
-        }
-        let Some(file) = seg.appender.file() else {
-            return Err(StorageError::Corrupt {
-                path: seg.path.clone(),
-                position: 0,
-                reason: format!("segment holding offset {offset} has no file"),
-            });
-        };
+        // A cut exactly at the written end drops only what never reached the disk (e.g. after
+        // ENOSPC): the scan below ends there without finding a batch, and the cut is there.
+        let at_written_end =
+            offset == seg.appender.written_offset() && written_pos < seg.appender.end_pos();
         let start = seg.index.borrow().truncation_scan_start(offset);
         // (base offset, max timestamp) of the batches scanned before the cut.
         let mut before: Vec<(i64, i64)> = Vec::new();
         let mut found = None;
-        let end = scan_batches(
-            &file,
-            &seg.path,
-            start,
-            seg.appender.written_pos(),
-            TRUNCATE_READ_SIZE_BYTES,
-            |h, _, pos| {
-                if h.last_offset() >= offset {
-                    found = Some((pos, h.base_offset));
-                    return ControlFlow::Break(());
-                }
-                before.push((h.base_offset, h.max_timestamp_ms));
-                ControlFlow::Continue(())
-            },
-        )
-        .await?;
+        let end = match seg.appender.file() {
+            Some(file) => {
+                scan_batches(
+                    &file,
+                    &seg.path,
+                    start,
+                    written_pos,
+                    TRUNCATE_READ_SIZE_BYTES,
+                    |h, _, pos| {
+                        if h.last_offset() >= offset {
+                            found = Some((pos, h.base_offset));
+                            return ControlFlow::Break(());
+                        }
+                        before.push((h.base_offset, h.max_timestamp_ms));
+                        ControlFlow::Continue(())
+                    },
+                )
+                .await?
+            }
+            // Never written, so never created (the file is created by the first write).
+            None if written_pos == 0 => ScanEnd::End(0),
+            None => {
+                return Err(StorageError::Corrupt {
+                    path: seg.path.clone(),
+                    position: 0,
+                    reason: format!("segment holding offset {offset} has no file"),
+                })
+            }
+        };
+        if found.is_none() && at_written_end && matches!(end, ScanEnd::End(p) if p == written_pos) {
+            found = Some((written_pos, offset));
+        }
         let Some((position, end_offset)) = found else {
             let (position, reason) = match end {
                 ScanEnd::Invalid {
@@ -100,35 +108,6 @@ impl PartitionLog {
                 (max, self.batch_offset_at(&seg, from, position, max).await?)
             }
         };
-        let head = seg.appender.reload_head(position).await?;
-        Ok(Holding {
-            seg,
-            position,
-            head,
-            max_timestamp_ms,
-            max_timestamp_batch_offset,
-            end_offset,
-        })
-    }
-
-    /// The holding state for a cut at the written end of `seg`: every written batch stays,
-    /// so its max timestamp stays unless the batch holding it was never written.
-    async fn cut_at_written_end(
-        &self,
-        seg: Rc<Segment>,
-        position: u64,
-        end_offset: i64,
-    ) -> Result<Holding, StorageError> {
-        let (mut max_timestamp_ms, mut max_timestamp_batch_offset) = (
-            seg.max_timestamp_ms.get(),
-            seg.max_timestamp_batch_offset.get(),
-        );
-        if max_timestamp_batch_offset >= end_offset {
-            // Only an index-interval approximation is known without scanning: take the
-            // index's, which errs low (time-based retention then keeps data longer).
-            max_timestamp_ms = seg.index.borrow().max_timestamp_below(position);
-            max_timestamp_batch_offset = seg.base_offset;
-        }
         let head = seg.appender.reload_head(position).await?;
         Ok(Holding {
             seg,
