@@ -47,6 +47,29 @@ enum Command {
     Tune(sluice::tune::TuneArgs),
     /// Measure the data directory's disk and write io-profile.json
     Iotune(sluice::tune::iotune::IotuneArgs),
+    /// Cut a damaged partition's log at an offset (dry run unless --execute); the broker
+    /// must be stopped
+    Repair(RepairArgs),
+}
+
+/// Flags of `sluice repair`.
+#[derive(Debug, Clone, Args)]
+struct RepairArgs {
+    /// Data directory of the stopped broker
+    #[arg(long, value_name = "PATH")]
+    data_dir: PathBuf,
+    /// Topic of the damaged partition
+    #[arg(long)]
+    topic: String,
+    /// Partition index
+    #[arg(long, value_name = "N")]
+    partition: i32,
+    /// The offset the log should end at: a batch boundary at or below the first damage
+    #[arg(long, value_name = "OFFSET")]
+    truncate_to: i64,
+    /// Do it (without this flag, only print what would be done)
+    #[arg(long)]
+    execute: bool,
 }
 
 /// Flags of `sluice start`. All optional so file and environment can fill the gaps; values
@@ -143,6 +166,47 @@ fn main() -> ExitCode {
         Command::Start(start) => start_broker(start),
         Command::Tune(args) => ExitCode::from(sluice::tune::run(&args)),
         Command::Iotune(args) => ExitCode::from(sluice::tune::iotune::run(&args)),
+        Command::Repair(args) => repair(&args),
+    }
+}
+
+/// `sluice repair`: see `sluice::partition::repair`. Exit 0 when done or planned, 1 when
+/// it cannot (the message says what to choose instead), 2 when the data directory is in use.
+fn repair(args: &RepairArgs) -> ExitCode {
+    let _lock = match sluice::server::limits::lock_data_dir(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("sluice repair: {e} (stop the broker first)");
+            return ExitCode::from(2);
+        }
+    };
+    let dir =
+        sluice::cluster::partitions::partition_dir(&args.data_dir, &args.topic, args.partition);
+    if !dir.is_dir() {
+        eprintln!("sluice repair: no partition directory {}", dir.display());
+        return ExitCode::from(1);
+    }
+    let plan = match sluice::partition::repair::plan(&dir, args.truncate_to) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("sluice repair: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("{plan}");
+    if !args.execute {
+        println!("dry run: nothing was changed; run again with --execute to do it");
+        return ExitCode::SUCCESS;
+    }
+    match sluice::partition::repair::execute(&plan) {
+        Ok(()) => {
+            println!("done: start the broker to serve the partition again");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice repair: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

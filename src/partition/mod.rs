@@ -9,6 +9,7 @@
 //! reach the local log or the Raft group behind it.
 
 pub mod producers;
+pub mod repair;
 mod replay;
 pub mod snapshot;
 #[cfg(test)]
@@ -117,7 +118,12 @@ impl Partition {
         cache_budget_bytes: usize,
     ) -> Result<Partition, ReplicateError> {
         let log = ReplicatedLog::open(dir.clone(), config.log_config(cache_budget_bytes)).await?;
-        let (producers, txns) = replay::rebuild(log.local(), &dir).await?;
+        // A damaged log is offline and read by nothing until it is repaired.
+        let (producers, txns) = if log.local().is_damaged() {
+            Default::default()
+        } else {
+            replay::rebuild(log.local(), &dir).await?
+        };
         Ok(Partition {
             topic,
             topic_id,
@@ -429,7 +435,10 @@ impl Partition {
     pub async fn snapshot_producer_state(&self) {
         let log = self.log.local();
         let end = log.log_end_offset();
-        if end == self.snapshot_offset.get() || log.durable_offset() != end {
+        if end == self.snapshot_offset.get()
+            || log.durable_offset() != end
+            || log.offline_reason().is_some()
+        {
             return;
         }
         // Captured with no await between reading the end offset and the state.

@@ -22,7 +22,11 @@ pub(super) async fn rebuild(
 ) -> Result<(ProducerStateTable, TxnIndex), StorageError> {
     let end = log.log_end_offset();
     let start = log.log_start_offset();
-    let (mut producers, mut txns, mut offset) = match snapshot::read(dir) {
+    let snapshot_dir = dir.to_path_buf();
+    let snapshot = glommio::executor()
+        .spawn_blocking(move || snapshot::read(&snapshot_dir))
+        .await;
+    let (mut producers, mut txns, mut offset) = match snapshot {
         Some(snap) if snap.next_offset <= end => {
             let from = snap.next_offset.max(start);
             let (producers, txns) = snap.restore();

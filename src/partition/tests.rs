@@ -157,3 +157,169 @@ fn truncate_rolls_back_the_log_the_producer_table_and_open_transactions() {
         assert_eq!(p.high_watermark(), Offset(2));
     });
 }
+
+/// A partition with 5-record batches of ~1 KB values over segments of ~4 KB.
+async fn open_rolling(dir: &Path) -> Partition {
+    let config = TopicConfig {
+        segment_size_bytes: 4_000,
+        ..TopicConfig::default()
+    };
+    Partition::open(
+        Arc::from("t"),
+        uuid::Uuid::nil(),
+        0,
+        dir.to_path_buf(),
+        config,
+        0,
+    )
+    .await
+    .unwrap()
+}
+
+fn big_batch(tag: u8) -> BytesMut {
+    let records: Vec<Record> = (0..5)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            // Contiguous sequences: the encoder starts a new batch at a sequence break.
+            sequence: i as i32,
+            timestamp: 1_000,
+            key: None,
+            value: Some(bytes::Bytes::from(vec![tag; 200])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf
+}
+
+fn segments_of(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn repair_cuts_a_damaged_log_explicitly_keeping_what_it_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p");
+    let path2 = path.clone();
+    let epoch_before = std::cell::Cell::new(0);
+    run(async {
+        let p = open_rolling(&path2).await;
+        for i in 0..12 {
+            let Appended::New(info) = append(&p, big_batch(b'a' + i)) else {
+                panic!("new batch")
+            };
+            p.wait(&info, Acks::All).await.unwrap();
+        }
+        epoch_before.set(p.leader_epoch().get());
+        p.close().await.unwrap();
+    });
+    let segments = segments_of(&path);
+    assert!(segments.len() >= 3, "{segments:?}");
+    // Damage the second batch of the second segment; make recovery scan it.
+    let (base, _) = crate::storage::parse_segment_file_name(
+        &segments[1].file_name().unwrap().to_string_lossy(),
+    )
+    .unwrap();
+    let batch_len = big_batch(b'a').len() as u64;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segments[1])
+            .unwrap();
+        f.write_all_at(b"XX", batch_len + 300).unwrap();
+    }
+    std::fs::write(path.join(crate::storage::RECOVERY_POINT_FILE), "0\n").unwrap();
+    let damaged_at = base + 5;
+    run(async {
+        let p = open_rolling(&path2).await;
+        assert!(p.offline_reason().is_some());
+        p.close().await.unwrap();
+    });
+
+    // Refused: past the damage, and inside a batch.
+    use super::repair::{execute, plan, RepairError};
+    let past = plan(&path, damaged_at + 1);
+    assert!(
+        matches!(&past, Err(RepairError::DamagedBefore { readable_to, .. }) if *readable_to == damaged_at),
+        "{past:?} {segments:?}"
+    );
+    assert!(matches!(
+        plan(&path, damaged_at - 2),
+        Err(RepairError::InsideBatch { .. })
+    ));
+    // A dry run (planning) changes nothing.
+    let listing = |d: &Path| {
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().into_string().unwrap(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&path);
+    let repair = plan(&path, damaged_at).unwrap();
+    assert_eq!(listing(&path), before);
+    assert_eq!(repair.segment, segments[1]);
+    assert_eq!(repair.position, batch_len);
+    assert_eq!(repair.moved.len(), segments.len() - 2);
+    execute(&repair).unwrap();
+    assert!(repair.cut_to.exists(), "the cut bytes are kept");
+    for (from, to, _) in &repair.moved {
+        assert!(
+            !from.exists() && to.exists(),
+            "{from:?} moved aside to {to:?}"
+        );
+    }
+
+    run(async {
+        let p = open_rolling(&path2).await;
+        assert_eq!(p.offline_reason(), None);
+        assert_eq!(p.log_end_offset().get(), damaged_at);
+        assert!(
+            p.leader_epoch().get() > epoch_before.get() + 1,
+            "repair bumps the epoch beyond the restart's own bump"
+        );
+        let Appended::New(info) = append(&p, big_batch(b'z')) else {
+            panic!("new batch")
+        };
+        assert_eq!(info.base_offset, damaged_at);
+        p.wait(&info, Acks::All).await.unwrap();
+        p.close().await.unwrap();
+    });
+    // Old batches after the cut never come back, at any later open.
+    run(async {
+        let p = open_rolling(&path2).await;
+        assert_eq!(p.log_end_offset().get(), damaged_at + 5);
+        let read = p
+            .read(Offset(damaged_at), Offset(i64::MAX), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(read.batches.len(), 1);
+        assert!(read.batches[0].windows(200).any(|w| w == [b'z'; 200]));
+    });
+}

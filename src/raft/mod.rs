@@ -96,9 +96,14 @@ impl ReplicatedLog {
     pub async fn open(dir: PathBuf, config: LogConfig) -> Result<ReplicatedLog, ReplicateError> {
         let log = PartitionLog::open(dir.clone(), config, 0).await?;
         let floor = log.end_offset_for_epoch(i32::MAX).map_or(0, |(t, _)| t);
-        let term = glommio::executor()
-            .spawn_blocking(move || bump_term(&dir, floor))
-            .await?;
+        let term = if log.is_damaged() {
+            // Offline until repaired: it leads nothing, and changes no file.
+            floor
+        } else {
+            glommio::executor()
+                .spawn_blocking(move || bump_term(&dir, floor))
+                .await?
+        };
         log.set_term(term);
         // Everything recovery kept was durable before the crash or shutdown.
         let high_watermark = log.durable_offset();

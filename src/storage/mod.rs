@@ -25,3 +25,7 @@ pub use batch::{
 };
 pub use error::StorageError;
 pub use log::{AppendInfo, AppendPosition, FetchedData, LogConfig, PartitionLog};
+pub use recovery::{
+    read_offset_file, write_offset_file, Damage, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+};
+pub use segment::{parse_segment_file_name, segment_file_name};

@@ -39,12 +39,12 @@ pub(crate) struct Segment {
 }
 
 /// File name of a segment.
-pub(crate) fn segment_file_name(base_offset: i64, term: i32) -> String {
+pub fn segment_file_name(base_offset: i64, term: i32) -> String {
     format!("{base_offset:020}-{term}.log")
 }
 
 /// Parses `<base>-<term>.log`; `None` for any other file.
-pub(crate) fn parse_segment_file_name(name: &str) -> Option<(i64, i32)> {
+pub fn parse_segment_file_name(name: &str) -> Option<(i64, i32)> {
     let stem = name.strip_suffix(".log")?;
     let (base, term) = stem.split_once('-')?;
     if base.is_empty() || !base.bytes().all(|b| b.is_ascii_digit()) {
@@ -127,28 +127,43 @@ impl Segment {
         }
     }
 
-    /// Writes the index files (blocking std IO; small files, rare).
-    pub(crate) fn persist_index(&self) -> Result<(), StorageError> {
-        if self.appender.file().is_none() {
-            return Ok(());
-        }
+    /// The blocking work of writing the index files as they are now, to run on glommio's
+    /// blocking pool (the shard thread never waits on the file system); `None` when the
+    /// segment has no file. The caller marks `index_persisted` once it succeeded.
+    pub(crate) fn index_job(
+        &self,
+    ) -> Option<impl FnOnce() -> Result<(), StorageError> + Send + 'static> {
+        self.appender.file()?;
         let index = self.index.borrow().clone();
-        index.persist(&self.index_path(), &self.time_index_path(), &self.summary())?;
-        self.index_persisted.set(true);
-        Ok(())
+        let (index_path, time_index_path, summary) =
+            (self.index_path(), self.time_index_path(), self.summary());
+        Some(move || index.persist(&index_path, &time_index_path, &summary))
     }
 
-    /// Deletes the segment's files (the open file stays readable by in-flight reads).
-    pub(crate) fn remove_files(&self) -> Result<(), StorageError> {
-        for p in [self.path.clone(), self.index_path(), self.time_index_path()] {
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::io("remove", p, e)),
+    /// The blocking work of deleting the segment's files and making that durable (the open
+    /// file stays readable by in-flight reads), for glommio's blocking pool.
+    pub(crate) fn remove_job(&self) -> impl FnOnce() -> Result<(), StorageError> + Send + 'static {
+        let paths = [self.path.clone(), self.index_path(), self.time_index_path()];
+        move || {
+            remove_files(&paths)?;
+            match paths[0].parent() {
+                Some(dir) => crate::storage::recovery::sync_dir(dir),
+                None => Ok(()),
             }
         }
-        Ok(())
     }
+}
+
+/// Deletes files, ignoring the ones already gone. Blocking.
+pub(crate) fn remove_files(paths: &[PathBuf]) -> Result<(), StorageError> {
+    for p in paths {
+        match std::fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove", p, e)),
+        }
+    }
+    Ok(())
 }
 
 /// How a scan ended.

@@ -10,6 +10,7 @@ use crate::storage::batch::tests::make_batch;
 use crate::storage::batch::{parse_and_verify, BatchHeader};
 use crate::storage::log::{LogConfig, PartitionLog};
 
+mod damage;
 mod faults;
 mod truncate;
 
@@ -254,45 +255,6 @@ fn torn_tail_crc_flipped_batch() {
         let n = v.len();
         v[n - 3] ^= 0x40;
         v
-    });
-}
-
-#[test]
-fn stale_bytes_after_truncation_never_resurrect() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    run(async move {
-        let log = PartitionLog::open(path.clone(), small_config(), 1)
-            .await
-            .unwrap();
-        append_n(&log, 10, 1, 1000, 3000).await;
-        // Position of batch 5 = its index entry or scan: all batches are equal size.
-        let batch_size = log.size_bytes() / 10;
-        log.close().await.unwrap();
-        drop(log);
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(segment_path(&path))
-            .unwrap();
-        f.write_at(&[0xAB], 5 * batch_size + 100).unwrap();
-        drop(f);
-        let log = PartitionLog::open(path.clone(), small_config(), 1)
-            .await
-            .unwrap();
-        assert_eq!(log.log_end_offset(), 5);
-        // A smaller batch: the old batches 6..9 lie after it on disk.
-        let info = log.append(make_batch(1, 1000, 10), false, 1000).unwrap();
-        assert_eq!(info.base_offset, 5);
-        log.wait_durable(info.end_position).await.unwrap();
-        drop(log);
-        for _ in 0..2 {
-            let log = PartitionLog::open(path.clone(), small_config(), 1)
-                .await
-                .unwrap();
-            assert_eq!(log.log_end_offset(), 6);
-            assert_eq!(read_all(&log, 0).await.len(), 6);
-            drop(log);
-        }
     });
 }
 

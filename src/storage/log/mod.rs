@@ -105,15 +105,20 @@ pub struct PartitionLog {
     config: RefCell<LogConfig>,
     term: Cell<i32>,
     alignment: u64,
-    segments: RefCell<Vec<Rc<Segment>>>,
+    /// Shared with the task persisting rolled segments' indexes (see `persist_sealed`).
+    segments: Rc<RefCell<Vec<Rc<Segment>>>>,
     log_start_offset: Cell<i64>,
     log_end_offset: Cell<i64>,
     cache: RefCell<TailCache>,
     closed: Cell<bool>,
     /// Last value written to the recovery-point file; a truncation lowers it.
-    recovery_point: Cell<i64>,
+    recovery_point: Rc<Cell<i64>>,
+    /// A task persisting rolled segments' indexes is running (see `persist_sealed`).
+    persisting: Rc<Cell<bool>>,
+    /// Damage found at open or by a read: the log is offline, and nothing writes to it.
+    damage: RefCell<Option<String>>,
     /// Truncations so far (see [`AppendPosition`]).
-    truncations: Cell<u64>,
+    truncations: Rc<Cell<u64>>,
     /// (truncation number, offset cut to), offsets strictly rising: for any
     /// earlier truncation count, the lowest cut made since.
     truncation_points: RefCell<Vec<(u64, i64)>>,
@@ -121,6 +126,16 @@ pub struct PartitionLog {
     truncation_in_flight: RefCell<Option<Rc<truncate::Quiesced>>>,
     /// Appends are refused before this wall-clock time (ms) after the disk ran out of space.
     space_retry_at_ms: Cell<i64>,
+}
+
+/// Persists a segment's index files off the shard thread.
+async fn persist_index(seg: &Rc<Segment>) -> Result<(), StorageError> {
+    let Some(job) = seg.index_job() else {
+        return Ok(());
+    };
+    glommio::executor().spawn_blocking(job).await?;
+    seg.index_persisted.set(true);
+    Ok(())
 }
 
 /// The wall clock, for segment ages and retention (the one clock of `util::clock`).
@@ -137,20 +152,23 @@ impl PartitionLog {
     ) -> Result<PartitionLog, StorageError> {
         let now_ms = wall_clock_ms();
         let recovered = recovery::recover(&dir, &config, now_ms).await?;
+        let damage = recovered.damage;
         let mut segments = recovered.segments;
         if segments.is_empty() {
             let base = recovered.log_start_offset.max(0);
             segments.push(recovery::create_segment(&dir, base, term, &config, now_ms).await?);
         }
-        // Closed segments recovered by scanning get their indexes persisted.
-        for seg in &segments[..segments.len() - 1] {
-            if !seg.index_persisted.get() {
-                if let Some(file) = seg.appender.file() {
-                    file.fdatasync()
-                        .await
-                        .map_err(|e| StorageError::glommio("fdatasync", &seg.path, e))?;
+        if damage.is_none() {
+            // Closed segments recovered by scanning get their indexes persisted.
+            for seg in &segments[..segments.len() - 1] {
+                if !seg.index_persisted.get() {
+                    if let Some(file) = seg.appender.file() {
+                        file.fdatasync()
+                            .await
+                            .map_err(|e| StorageError::glommio("fdatasync", &seg.path, e))?;
+                    }
+                    persist_index(seg).await?;
                 }
-                seg.persist_index()?;
             }
         }
         let first_base = segments.first().map(|s| s.base_offset).unwrap_or(0);
@@ -164,24 +182,28 @@ impl PartitionLog {
             .last()
             .map(|s| s.appender.alignment())
             .unwrap_or(4096);
-        tracing::info!(dir = %dir.display(), segments = segments.len(), log_start, log_end, "partition log opened");
+        tracing::info!(dir = %dir.display(), segments = segments.len(), log_start, log_end, damaged = damage.is_some(), "partition log opened");
         let log = PartitionLog {
             dir,
             cache: RefCell::new(TailCache::new(config.cache_budget_bytes)),
             config: RefCell::new(config),
             term: Cell::new(term),
             alignment,
-            segments: RefCell::new(segments),
+            segments: Rc::new(RefCell::new(segments)),
             log_start_offset: Cell::new(log_start),
             log_end_offset: Cell::new(log_end),
             closed: Cell::new(false),
-            recovery_point: Cell::new(-1),
-            truncations: Cell::new(0),
+            recovery_point: Rc::new(Cell::new(-1)),
+            persisting: Rc::new(Cell::new(false)),
+            truncations: Rc::new(Cell::new(0)),
             truncation_points: RefCell::new(Vec::new()),
             truncation_in_flight: RefCell::new(None),
             space_retry_at_ms: Cell::new(0),
+            damage: RefCell::new(damage.map(|d| d.to_string())),
         };
-        log.write_recovery_point(log_end)?;
+        if log.damage.borrow().is_none() {
+            log.write_recovery_point(log_end).await?;
+        }
         Ok(log)
     }
 
@@ -191,10 +213,38 @@ impl PartitionLog {
         segs[segs.len() - 1].clone()
     }
 
-    fn write_recovery_point(&self, offset: i64) -> Result<(), StorageError> {
-        recovery::write_offset_file(&self.dir.join(RECOVERY_POINT_FILE), offset)?;
+    /// Writes the recovery-point file off the shard thread.
+    async fn write_recovery_point(&self, offset: i64) -> Result<(), StorageError> {
+        let path = self.dir.join(RECOVERY_POINT_FILE);
+        glommio::executor()
+            .spawn_blocking(move || recovery::write_offset_file(&path, offset))
+            .await?;
         self.recovery_point.set(offset);
         Ok(())
+    }
+
+    /// Takes the log offline for damage found in acknowledged data (a read that met a bad
+    /// CRC): appends and reads are refused from now on, and the recovery point is lowered
+    /// below the damaged segment so the next start scans it and reports the damage
+    /// precisely instead of trusting its index. Returns `err` for the caller to pass on.
+    pub(super) fn note_damage(&self, err: StorageError, segment_base_offset: i64) -> StorageError {
+        if self.damage.borrow().is_some() {
+            return err;
+        }
+        tracing::error!(dir = %self.dir.display(), error = %err, "damaged data in an acknowledged part of the log: the partition is offline; stop the broker and run `sluice repair` to cut the log below the damage, or restore the partition");
+        *self.damage.borrow_mut() = Some(err.to_string());
+        let lowered = segment_base_offset.min(self.recovery_point.get());
+        let path = self.dir.join(RECOVERY_POINT_FILE);
+        glommio::spawn_local(async move {
+            let written = glommio::executor()
+                .spawn_blocking(move || recovery::write_offset_file(&path, lowered))
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "could not lower the recovery point below damaged data");
+            }
+        })
+        .detach();
+        err
     }
 
     /// Sets the leader epoch (Raft term) stamped on future appends; the next
@@ -249,7 +299,28 @@ impl PartitionLog {
     /// Why the log stopped for good (an I/O error on a write or fdatasync), if it did.
     /// An offline log refuses appends and reads until the broker restarts.
     pub fn offline_reason(&self) -> Option<String> {
+        if let Some(damage) = self.damage.borrow().as_ref() {
+            return Some(damage.clone());
+        }
         self.find_unsettled(|s| s.appender.failure())
+    }
+
+    /// `Poisoned` when the log is damaged: for every path that would change its files.
+    pub(super) fn refuse_if_damaged(&self) -> Result<(), StorageError> {
+        match self.damage.borrow().as_ref() {
+            Some(reason) => Err(StorageError::Poisoned {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the log holds damage that is not a torn tail (found at open or by a read):
+    /// then it refuses every change, not only appends, so no file of it changes until an
+    /// operator runs `sluice repair`.
+    pub fn is_damaged(&self) -> bool {
+        self.damage.borrow().is_some()
     }
 
     /// Whether a write ran out of disk space and its unwritten bytes are still held.

@@ -42,6 +42,7 @@ impl PartitionLog {
         max_offset: i64,
         max_bytes: usize,
     ) -> Result<FetchedData, StorageError> {
+        let seen = self.truncations.get();
         let (start, end) = (self.log_start_offset.get(), self.log_end_offset.get());
         if offset < start || offset > end {
             return Err(StorageError::OffsetOutOfRange {
@@ -102,13 +103,29 @@ impl PartitionLog {
                 },
             )
             .await?;
-            end.corrupt_if_invalid(&seg.path)?;
+            end.corrupt_if_invalid(&seg.path)
+                .map_err(|e| self.damage_unless_truncated(e, seen, seg.base_offset))?;
             if full {
                 break;
             }
             want = seg.next_offset();
         }
         Ok(out)
+    }
+
+    /// A read that met an invalid batch below the written end found damage in acknowledged
+    /// data, unless a truncation ran meanwhile (it may have cut what the read was scanning):
+    /// then the caller reads again.
+    fn damage_unless_truncated(
+        &self,
+        err: StorageError,
+        truncations_at_start: u64,
+        segment_base_offset: i64,
+    ) -> StorageError {
+        if self.truncations.get() != truncations_at_start {
+            return err;
+        }
+        self.note_damage(err, segment_base_offset)
     }
 
     /// Scans `seg` from `start_pos` for the first batch matching `pred`.
@@ -124,6 +141,7 @@ impl PartitionLog {
         let Some(file) = seg.appender.file() else {
             return Ok(None);
         };
+        let seen = self.truncations.get();
         let mut found = None;
         let end = scan_batches(
             &file,
@@ -141,7 +159,8 @@ impl PartitionLog {
             },
         )
         .await?;
-        end.corrupt_if_invalid(&seg.path)?;
+        end.corrupt_if_invalid(&seg.path)
+            .map_err(|e| self.damage_unless_truncated(e, seen, seg.base_offset))?;
         Ok(found)
     }
 

@@ -11,8 +11,9 @@ use crate::storage::segment::Segment;
 use super::{LogConfig, PartitionLog};
 
 impl PartitionLog {
-    /// Removes the oldest `count` segments (never the active one).
-    fn remove_oldest(&self, count: usize) -> Result<u64, StorageError> {
+    /// Removes the oldest `count` segments (never the active one); the unlinks run on
+    /// glommio's blocking pool and are durable (directory fsynced) when this returns.
+    async fn remove_oldest(&self, count: usize) -> Result<u64, StorageError> {
         let removed: Vec<Rc<Segment>> = {
             let mut segs = self.segments.borrow_mut();
             let n = count.min(segs.len().saturating_sub(1));
@@ -21,7 +22,7 @@ impl PartitionLog {
         let mut bytes = 0;
         for seg in &removed {
             tracing::info!(path = %seg.path.display(), base_offset = seg.base_offset, size_bytes = seg.size_bytes(), "deleting segment");
-            seg.remove_files()?;
+            glommio::executor().spawn_blocking(seg.remove_job()).await?;
             bytes += seg.size_bytes();
         }
         if let Some(first) = self.segments.borrow().first() {
@@ -49,7 +50,11 @@ impl PartitionLog {
         if offset <= self.log_start_offset.get() {
             return Ok(self.log_start_offset.get());
         }
-        recovery::write_offset_file(&self.dir.join(LOG_START_OFFSET_FILE), offset)?;
+        self.refuse_if_damaged()?;
+        let path = self.dir.join(LOG_START_OFFSET_FILE);
+        glommio::executor()
+            .spawn_blocking(move || recovery::write_offset_file(&path, offset))
+            .await?;
         self.log_start_offset.set(offset);
         let count = {
             let segs = self.segments.borrow();
@@ -58,7 +63,7 @@ impl PartitionLog {
                 .take_while(|s| s.next_offset() <= offset && s.appender.is_fully_durable())
                 .count()
         };
-        self.remove_oldest(count)?;
+        self.remove_oldest(count).await?;
         Ok(self.log_start_offset.get())
     }
 
@@ -90,10 +95,10 @@ impl PartitionLog {
             }
             count
         };
-        if count == 0 {
+        if count == 0 || self.is_damaged() {
             return Ok(0);
         }
-        self.remove_oldest(count)
+        self.remove_oldest(count).await
     }
 
     /// Applies new settings to future appends, rolls and retention runs.

@@ -162,6 +162,7 @@ impl PartitionLog {
                     dir: self.dir.clone(),
                 });
             }
+            self.refuse_if_damaged()?;
             if offset >= self.log_end_offset.get() {
                 tracing::debug!(dir = %self.dir.display(), offset, log_end = self.log_end_offset.get(), "truncation at or beyond log end: nothing to do");
                 return Ok(());

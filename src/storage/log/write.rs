@@ -2,6 +2,7 @@
 //! into batches, and the waits that turn an append into a written (acks=1) or
 //! durable (acks=all) one; also `flush` and `close`, which are waits for everything.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::BytesMut;
@@ -55,10 +56,16 @@ impl PartitionLog {
         };
         if active.is_empty() {
             if active.term != term {
-                // Replace the empty segment so its name carries the new term.
-                if let Err(e) = active.remove_files() {
-                    tracing::warn!(path = %active.path.display(), error = %e, "could not remove empty segment");
-                }
+                // Replace the empty segment so its name carries the new term (a crash
+                // before the removal leaves an empty segment recovery reads past).
+                let remove = active.remove_job();
+                let path = active.path.clone();
+                glommio::spawn_local(async move {
+                    if let Err(e) = glommio::executor().spawn_blocking(remove).await {
+                        tracing::warn!(path = %path.display(), error = %e, "could not remove empty segment");
+                    }
+                })
+                .detach();
                 let seg = self.new_pending_segment(active.base_offset, term, now_ms);
                 self.hold_for_truncation(&seg);
                 let mut segs = self.segments.borrow_mut();
@@ -75,6 +82,11 @@ impl PartitionLog {
             let base = self.log_end_offset.get();
             tracing::debug!(dir = %self.dir.display(), base_offset = base, term, full, old, "rolling segment");
             active.sealed.set(true);
+            // A segment durable before it was sealed gets its index (and moves the
+            // recovery point) now; one still being written gets them when it is durable.
+            if active.appender.is_fully_durable() {
+                self.persist_sealed();
+            }
             let seg = self.new_pending_segment(base, term, now_ms);
             self.hold_for_truncation(&seg);
             self.segments.borrow_mut().push(seg);
@@ -210,15 +222,20 @@ impl PartitionLog {
 
     /// Resolves when everything up to `pos` has been written with O_DIRECT (acks=1 point).
     /// Fails with `Truncated` if `truncate_to` removed the data before that.
+    ///
+    /// Older segments are made durable first, not only written: a segment's file is
+    /// created only once every segment before it is durable, so after a crash a damaged
+    /// segment followed by another is never a torn write (recovery relies on it).
     pub async fn wait_written(&self, pos: AppendPosition) -> Result<(), StorageError> {
         self.check_not_truncated(&pos)?;
         for seg in self.unsettled_up_to(&pos) {
-            let (target, end_offset) = if seg.base_offset == pos.segment_base_offset {
-                (pos.end_pos, pos.end_offset)
+            if seg.base_offset == pos.segment_base_offset {
+                seg.appender
+                    .wait_written(pos.end_pos, pos.end_offset)
+                    .await?;
             } else {
-                (seg.appender.end_pos(), seg.next_offset())
-            };
-            seg.appender.wait_written(target, end_offset).await?;
+                self.wait_sealed_durable(&seg).await?;
+            }
             self.check_not_truncated(&pos)?;
         }
         Ok(())
@@ -230,29 +247,76 @@ impl PartitionLog {
     pub async fn wait_durable(&self, pos: AppendPosition) -> Result<(), StorageError> {
         self.check_not_truncated(&pos)?;
         for seg in self.unsettled_up_to(&pos) {
-            let is_target = seg.base_offset == pos.segment_base_offset;
-            let (target, end_offset) = if is_target {
-                (pos.end_pos, pos.end_offset)
+            if seg.base_offset == pos.segment_base_offset {
+                seg.appender
+                    .wait_durable(pos.end_pos, pos.end_offset)
+                    .await?;
             } else {
-                (seg.appender.end_pos(), seg.next_offset())
-            };
-            seg.appender.wait_durable(target, end_offset).await?;
-            // Checked before persisting anything: a truncation during the wait
-            // may have removed this segment or moved its end back.
-            self.check_not_truncated(&pos)?;
-            if seg.sealed.get() && seg.appender.is_fully_durable() && !seg.index_persisted.get() {
-                // The data is durable; the index and recovery point only shorten recovery,
-                // so failing to write them (a full disk) must not fail this wait: the next
-                // wait tries again and recovery rebuilds whatever is missing.
-                let persisted = seg
-                    .persist_index()
-                    .and_then(|()| self.write_recovery_point(seg.next_offset()));
-                if let Err(e) = persisted {
-                    tracing::warn!(dir = %self.dir.display(), error = %e, "could not persist a rolled segment's index; recovery will rebuild it");
-                }
+                self.wait_sealed_durable(&seg).await?;
             }
+            // Checked before anything else: a truncation during the wait may have removed
+            // this segment or moved its end back.
+            self.check_not_truncated(&pos)?;
         }
         Ok(())
+    }
+
+    /// Waits until a segment older than the active one is durable, then has its index
+    /// persisted and the recovery point moved past it.
+    async fn wait_sealed_durable(&self, seg: &Rc<Segment>) -> Result<(), StorageError> {
+        seg.appender
+            .wait_durable(seg.appender.end_pos(), seg.next_offset())
+            .await?;
+        self.persist_sealed();
+        Ok(())
+    }
+
+    /// Persists the index of every sealed, durable segment that has none yet, oldest
+    /// first, moving the recovery point past each. Runs as one detached task at a time,
+    /// on glommio's blocking pool: no waiter blocks the shard on the file system, and none
+    /// that is cancelled leaves the files half written. A failure (a full disk) is only
+    /// logged: the data is durable, the index and recovery point only shorten recovery,
+    /// and the next roll or wait tries again.
+    pub(super) fn persist_sealed(&self) {
+        if self.persisting.get() || self.is_damaged() || next_unpersisted(&self.segments).is_none()
+        {
+            return;
+        }
+        self.persisting.set(true);
+        let (persisting, recovery_point) = (self.persisting.clone(), self.recovery_point.clone());
+        let (segments, truncations) = (self.segments.clone(), self.truncations.clone());
+        let (dir, seen) = (self.dir.clone(), self.truncations.get());
+        glommio::spawn_local(async move {
+            // Until none is left: segments sealed meanwhile are picked up too.
+            while let Some(seg) = next_unpersisted(&segments) {
+                // A truncation since may have removed segments: no index may come back,
+                // nor the recovery point move past the new end.
+                if truncations.get() != seen {
+                    break;
+                }
+                let Some(job) = seg.index_job() else { break };
+                let next = seg.next_offset();
+                let rp_path = dir.join(super::RECOVERY_POINT_FILE);
+                let result = glommio::executor()
+                    .spawn_blocking(move || {
+                        job()?;
+                        recovery::write_offset_file(&rp_path, next)
+                    })
+                    .await;
+                match result {
+                    Ok(()) => {
+                        seg.index_persisted.set(true);
+                        recovery_point.set(recovery_point.get().max(next));
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "could not persist a rolled segment's index; recovery will rebuild it");
+                        break;
+                    }
+                }
+            }
+            persisting.set(false);
+        })
+        .detach();
     }
 
     /// Makes everything appended so far durable. If a truncation overtakes
@@ -269,18 +333,36 @@ impl PartitionLog {
     }
 
     /// Clean shutdown: writes pending data, fdatasyncs, persists indexes and
-    /// the recovery point. Later appends fail with `Closed`.
+    /// the recovery point. Later appends fail with `Closed`. A damaged log changes nothing.
     pub async fn close(&self) -> Result<(), StorageError> {
         self.closed.set(true);
+        if self.is_damaged() {
+            return Ok(());
+        }
         self.flush().await?;
+        // A persist task may still run: wait for it, then persist what is left.
+        while self.persisting.get() {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
         let segs: Vec<Rc<Segment>> = self.segments.borrow().clone();
         for seg in segs {
             if !seg.index_persisted.get() {
-                seg.persist_index()?;
+                super::persist_index(&seg).await?;
             }
         }
-        self.write_recovery_point(self.log_end_offset.get())?;
+        self.write_recovery_point(self.log_end_offset.get()).await?;
         tracing::info!(dir = %self.dir.display(), log_end = self.log_end_offset.get(), "partition log closed");
         Ok(())
     }
+}
+
+/// The oldest sealed segment without a persisted index, if every segment up to it is
+/// durable (the recovery point may only move past durable data, in order).
+fn next_unpersisted(segments: &RefCell<Vec<Rc<Segment>>>) -> Option<Rc<Segment>> {
+    segments
+        .borrow()
+        .iter()
+        .take_while(|s| s.sealed.get() && s.appender.is_fully_durable())
+        .find(|s| !s.index_persisted.get())
+        .cloned()
 }
