@@ -158,10 +158,7 @@ impl PartitionTable {
 pub async fn remove_dir(dir: PathBuf) {
     let shown = dir.display().to_string();
     let result = glommio::executor()
-        .spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        })
+        .spawn_blocking(move || crate::partition::identity::remove_durably(&dir))
         .await;
     if let Err(e) = result {
         tracing::warn!(dir = %shown, error = %e, "could not remove partition directory");

@@ -8,6 +8,7 @@
 //! together. Layers above (Kafka handlers, coordinators) see only this type: they never
 //! reach the local log or the Raft group behind it.
 
+pub mod identity;
 pub mod producers;
 pub mod repair;
 mod replay;
@@ -117,6 +118,10 @@ impl Partition {
         config: TopicConfig,
         cache_budget_bytes: usize,
     ) -> Result<Partition, ReplicateError> {
+        let claimed = dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || identity::claim(&claimed, topic_id))
+            .await?;
         let log = ReplicatedLog::open(dir.clone(), config.log_config(cache_budget_bytes)).await?;
         // A damaged log is offline and read by nothing until it is repaired.
         let (producers, txns) = if log.local().is_damaged() {

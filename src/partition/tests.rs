@@ -323,3 +323,57 @@ fn repair_cuts_a_damaged_log_explicitly_keeping_what_it_removes() {
         assert!(read.batches[0].windows(200).any(|w| w == [b'z'; 200]));
     });
 }
+
+async fn open_as(dir: &Path, topic_id: uuid::Uuid) -> Partition {
+    Partition::open(
+        Arc::from("t"),
+        topic_id,
+        0,
+        dir.to_path_buf(),
+        TopicConfig::default(),
+        1 << 20,
+    )
+    .await
+    .unwrap()
+}
+
+#[test]
+fn a_re_created_topic_never_sees_the_data_of_the_deleted_one() {
+    // A crash between a topic's deletion (metadata) and the removal of its directory
+    // leaves the directory behind; the topic re-created under the same name must start
+    // empty: no records, no producer state, no log start.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t").join("0");
+    let (old, new) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    run(async {
+        let p = open_as(&path, old).await;
+        let Appended::New(info) = append(&p, batch(7, 0, 3, false)) else {
+            panic!("new batch")
+        };
+        p.wait(&info, Acks::All).await.unwrap();
+        p.delete_records_before(Offset(1)).await.unwrap();
+        p.close().await.unwrap();
+        // Same id: the data is there.
+        let p = open_as(&path, old).await;
+        assert_eq!(p.log_end_offset().get(), 3);
+        p.close().await.unwrap();
+        // Another id: nothing of it.
+        let p = open_as(&path, new).await;
+        assert_eq!(p.log_end_offset().get(), 0);
+        assert_eq!(p.log_start_offset().get(), 0);
+        assert_eq!(p.producer_count(), 0);
+        assert_eq!(base_offset(append(&p, batch(7, 0, 1, false))), 0);
+        p.close().await.unwrap();
+    });
+    assert_eq!(super::identity::read_topic_id(&path), Some(new));
+    // At start-up, directories whose topic id is not a live topic's are found.
+    let data = dir.path();
+    let live_new = |name: &str, index: i32| (name == "t" && index == 0).then_some(new);
+    assert!(super::identity::orphans(data, live_new).is_empty());
+    let live_other = |name: &str, index: i32| (name == "t" && index == 0).then_some(old);
+    assert_eq!(
+        super::identity::orphans(data, live_other),
+        vec![path.clone()]
+    );
+    assert_eq!(super::identity::orphans(data, |_, _| None), vec![path]);
+}

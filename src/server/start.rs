@@ -1,6 +1,7 @@
 //! Broker start-up and shutdown: checks, one pinned executor per core, recovery, serving,
 //! and a graceful stop on SIGINT/SIGTERM.
 
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -81,6 +82,7 @@ pub fn run(config: Config, host_check: HostCheck<'_>) -> Result<(), StartError> 
     let config = Arc::new(size_io_memory(config));
     apply_io_profile(&config);
     let image = Arc::new(load_image(&config)?);
+    sweep_deleted_topics(&config.data_dir, &image);
     install_signal_handler();
 
     let shards = config.cores.len();
@@ -177,6 +179,25 @@ fn load_image(config: &Config) -> Result<MetadataImage, StartError> {
         store::save(&config.data_dir, &image)?;
     }
     Ok(image)
+}
+
+/// Removes partition directories of topics deleted while the broker was down or mid-way
+/// through their deletion (a crash between the metadata change and the removal), before
+/// any shard could open them. A failure is logged: `Partition::open` checks the topic id
+/// again and never serves another topic's data.
+fn sweep_deleted_topics(data_dir: &Path, image: &MetadataImage) {
+    let live = |name: &str, index: i32| {
+        image
+            .topic(name)
+            .filter(|t| index < t.partitions)
+            .map(|t| t.id)
+    };
+    for dir in crate::partition::identity::orphans(data_dir, live) {
+        tracing::info!(dir = %dir.display(), "removing the data of a deleted topic");
+        if let Err(e) = crate::partition::identity::remove_durably(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove the data of a deleted topic");
+        }
+    }
 }
 
 fn install_signal_handler() {

@@ -597,6 +597,19 @@ impl Appender {
         let file = super::dma_open::open_file(&self.path)
             .await
             .map_err(|e| ("create segment", e))?;
+        // The new file's directory entry is durable before any byte in it is acknowledged:
+        // an fdatasync of the file alone does not cover it.
+        if let Some(dir) = self.path.parent().map(Path::to_path_buf) {
+            glommio::executor()
+                .spawn_blocking(move || super::recovery::sync_dir(&dir))
+                .await
+                .map_err(|e| {
+                    (
+                        "fsync segment directory",
+                        FileError::Failed(std::io::Error::other(e.to_string())),
+                    )
+                })?;
+        }
         let file = SegmentFile::Dma(Rc::new(file));
         *self.file.borrow_mut() = Some(file.clone());
         Ok(file)

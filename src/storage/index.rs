@@ -313,7 +313,7 @@ impl Reader<'_> {
 
 /// Writes a small file durably: temp file, fsync, rename, fsync directory.
 /// Blocking std IO: only used for small metadata files at roll/close/admin time.
-pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<(), StorageError> {
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), StorageError> {
     write_atomically_via(path, &path.with_extension("tmp"), data)
 }
 

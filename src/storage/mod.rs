@@ -24,8 +24,10 @@ pub use batch::{
     validate_produce, BatchError, BatchHeader, CompressionCodec, ProduceBatches, TimestampPolicy,
 };
 pub use error::StorageError;
+pub use index::write_atomically;
 pub use log::{AppendInfo, AppendPosition, FetchedData, LogConfig, PartitionLog};
 pub use recovery::{
-    read_offset_file, write_offset_file, Damage, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+    create_dir_durably, read_offset_file, sync_dir, write_offset_file, Damage,
+    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
 pub use segment::{parse_segment_file_name, segment_file_name};

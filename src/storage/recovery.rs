@@ -128,6 +128,10 @@ pub(crate) async fn create_segment(
 ) -> Result<Rc<Segment>, StorageError> {
     let path = dir.join(segment::segment_file_name(base_offset, term));
     let file = open_segment_file(&path).await?;
+    let synced = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || sync_dir(&synced))
+        .await?;
     let appender = Appender::open_existing(
         path.clone(),
         file,
@@ -379,7 +383,7 @@ fn list_partition_dir(dir: &Path) -> Result<Listing, StorageError> {
 
 /// Creates `dir` and any missing parents, fsyncing each parent whose entry list changed,
 /// so a directory acknowledged as created survives a power cut. Blocking.
-pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
+pub fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
     let mut missing = Vec::new();
     let mut at = Some(dir);
     while let Some(d) = at {
@@ -400,7 +404,7 @@ pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
 
 /// fsyncs a directory: makes the creation, rename or removal of its entries durable.
 /// Blocking.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     let d = std::fs::File::open(dir).map_err(|e| StorageError::io("open dir", dir, e))?;
     d.sync_all()
         .map_err(|e| StorageError::io("fsync dir", dir, e))
