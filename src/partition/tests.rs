@@ -377,3 +377,30 @@ fn a_re_created_topic_never_sees_the_data_of_the_deleted_one() {
     );
     assert_eq!(super::identity::orphans(data, |_, _| None), vec![path]);
 }
+
+#[test]
+fn a_producer_snapshot_beyond_the_log_end_is_discarded() {
+    // After an explicit cut (`sluice repair`), the snapshot written at the old end
+    // describes batches that are gone: trusting it would answer a retry of a cut batch
+    // as a duplicate, acknowledging records that are not in the log.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(async {
+        let p = open(&path).await;
+        for seq in [0, 2, 4] {
+            let Appended::New(info) = append(&p, batch(7, seq, 2, false)) else {
+                panic!("new batch")
+            };
+            p.wait(&info, Acks::All).await.unwrap();
+        }
+        p.close().await.unwrap();
+    });
+    assert!(path.join(super::snapshot::SNAPSHOT_FILE).exists());
+    let cut = super::repair::plan(&path, 4).unwrap();
+    super::repair::execute(&cut).unwrap();
+    run(async {
+        let p = open(&path).await;
+        assert_eq!(p.log_end_offset().get(), 4);
+        assert_eq!(base_offset(append(&p, batch(7, 4, 2, false))), 4);
+    });
+}
