@@ -137,9 +137,13 @@ impl CoordinatorLog for MemLog {
     }
 }
 
-/// The partitions "this shard" serves; tests add and remove them.
+/// The partitions "this shard" serves; tests add and remove them. The second field is
+/// the partition being opened (metadata names it, its log is not there yet).
 #[derive(Clone, Default)]
-struct MemLogs(Rc<RefCell<AHashMap<i32, Rc<MemLog>>>>);
+struct MemLogs(
+    Rc<RefCell<AHashMap<i32, Rc<MemLog>>>>,
+    Rc<Cell<Option<i32>>>,
+);
 
 impl MemLogs {
     fn serve(&self, partition: i32, log: MemLog) -> Rc<MemLog> {
@@ -160,6 +164,10 @@ impl LogTable for MemLogs {
         let mut served: Vec<i32> = self.0.borrow().keys().copied().collect();
         served.sort_unstable();
         served
+    }
+
+    fn opening(&self, partition: i32) -> bool {
+        self.1.get() == Some(partition)
     }
 }
 
@@ -276,6 +284,24 @@ fn a_partition_no_longer_served_drops_the_state_on_append() {
         err,
         CoordinatorError::NotCoordinator { partition: 0, .. }
     ));
+}
+
+#[test]
+fn a_partition_still_being_opened_answers_loading_then_serves() {
+    let logs = MemLogs::default();
+    logs.1.set(Some(3));
+    let host = host(&logs, &Clock::manual(0));
+    let err = block_on(host.execute(3, |t, now| t.add("x", 1, now)))
+        .err()
+        .expect("no log yet");
+    assert_eq!(err.code(), ResponseError::CoordinatorLoadInProgress.code());
+    let err = block_on(host.query(4, |_| ())).expect_err("never served here");
+    assert_eq!(err.code(), ResponseError::NotCoordinator.code());
+    logs.1.set(None);
+    logs.serve(3, MemLog::default());
+    let run = block_on(host.execute(3, |t, now| t.add("x", 1, now))).expect("opened");
+    run.persisted.expect("appended");
+    assert_eq!(total(&host, 3, "x"), Some(1));
 }
 
 #[test]
