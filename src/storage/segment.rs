@@ -201,6 +201,19 @@ impl ScanEnd {
     }
 }
 
+/// What a reader wants done with a batch, decided from its header before its CRC is
+/// checked: a batch a read does not return is never verified, so damage next to the data
+/// a read needs does not fail that read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peek {
+    /// Verify it and visit it.
+    Read,
+    /// Step over it (it lies before what the read wants).
+    Skip,
+    /// Stop the scan before it (the read is full or past its limit).
+    Stop,
+}
+
 /// Scans whole batches in `[start_pos, end_pos)`, verifying each CRC, and
 /// calls `visit(header, bytes, position)` for each valid one.
 pub(crate) async fn scan_batches<F>(
@@ -209,9 +222,36 @@ pub(crate) async fn scan_batches<F>(
     start_pos: u64,
     end_pos: u64,
     read_size_bytes: usize,
+    visit: F,
+) -> Result<ScanEnd, StorageError>
+where
+    F: FnMut(&BatchHeader, &[u8], u64) -> ControlFlow<()>,
+{
+    scan_batches_peeking(
+        file,
+        path,
+        start_pos,
+        end_pos,
+        read_size_bytes,
+        |_, _| Peek::Read,
+        visit,
+    )
+    .await
+}
+
+/// [`scan_batches`] for readers: `peek(header, size)` first decides from the (unverified)
+/// header whether the batch is read, stepped over or ends the scan (`ScanEnd::Stopped`).
+pub(crate) async fn scan_batches_peeking<P, F>(
+    file: &DmaFile,
+    path: &Path,
+    start_pos: u64,
+    end_pos: u64,
+    read_size_bytes: usize,
+    mut peek: P,
     mut visit: F,
 ) -> Result<ScanEnd, StorageError>
 where
+    P: FnMut(&BatchHeader, usize) -> Peek,
     F: FnMut(&BatchHeader, &[u8], u64) -> ControlFlow<()>,
 {
     let mut pos = start_pos;
@@ -238,6 +278,18 @@ where
             };
             if here + size as u64 > end_pos {
                 return Ok(invalid(here, false, "batch extends past end of data"));
+            }
+            // An unparsable header is left to the verification below, which reports it.
+            match BatchHeader::parse(rest).map(|h| peek(&h, size)) {
+                Ok(Peek::Stop) => return Ok(ScanEnd::Stopped(here)),
+                Ok(Peek::Skip) => {
+                    at += size;
+                    if at > buf.len() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Peek::Read) | Err(_) => {}
             }
             if size > rest.len() {
                 if at > 0 {

@@ -2,6 +2,7 @@
 //! DMA reads of whole batches), ListOffsets by timestamp and max timestamp,
 //! and OffsetForLeaderEpoch.
 
+use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
@@ -9,7 +10,7 @@ use bytes::Bytes;
 
 use crate::storage::batch::BatchHeader;
 use crate::storage::error::StorageError;
-use crate::storage::segment::{scan_batches, Segment};
+use crate::storage::segment::{scan_batches, scan_batches_peeking, Peek, ScanEnd, Segment};
 
 use super::{FetchedData, PartitionLog};
 
@@ -80,29 +81,35 @@ impl PartitionLog {
             };
             let start_pos = seg.index.borrow().position_for_offset(want);
             let data_end = seg.appender.written_pos();
-            let mut full = false;
-            let end = scan_batches(
+            // The peek reads what the visit adds: shared through cells.
+            let (taken, total) = (Cell::new(out.batches.len()), Cell::new(out.total_bytes));
+            let end = scan_batches_peeking(
                 &file,
                 &seg.path,
                 start_pos,
                 data_end,
                 read_size,
-                |h, bytes, _| {
+                |h, size| {
                     if h.last_offset() < want {
-                        return ControlFlow::Continue(());
-                    }
-                    if h.base_offset >= limit
-                        || (!out.batches.is_empty() && out.total_bytes + bytes.len() > max_bytes)
+                        Peek::Skip
+                    } else if h.base_offset >= limit
+                        || (taken.get() > 0 && total.get() + size > max_bytes)
                     {
-                        full = true;
-                        return ControlFlow::Break(());
+                        Peek::Stop
+                    } else {
+                        Peek::Read
                     }
-                    out.total_bytes += bytes.len();
+                },
+                |_, bytes, _| {
+                    taken.set(taken.get() + 1);
+                    total.set(total.get() + bytes.len());
                     out.batches.push(Bytes::copy_from_slice(bytes));
                     ControlFlow::Continue(())
                 },
             )
             .await?;
+            out.total_bytes = total.get();
+            let full = matches!(end, ScanEnd::Stopped(_));
             end.corrupt_if_invalid(&seg.path)
                 .map_err(|e| self.damage_unless_truncated(e, seen, seg.base_offset))?;
             if full {

@@ -176,8 +176,11 @@ fn a_read_that_meets_damage_takes_the_log_offline_and_the_next_open_reports_it()
     run(async move {
         let log = PartitionLog::open(path2, config2, 1).await.unwrap();
         assert_eq!(log.offline_reason(), None);
-        // One batch per read (max_bytes 1): batch 0 is intact (the scan stops at batch 1).
-        assert!(log.read(0, i64::MAX, 1).await.is_ok());
+        // One batch per read (max_bytes 1): the batch right before the damage is served,
+        // and the log stays online (a batch a read does not return is not checked).
+        let before = log.read(1, i64::MAX, 1).await.unwrap();
+        assert_eq!(before.batches.len(), 1);
+        assert_eq!(log.offline_reason(), None);
         let err = log.read(2, i64::MAX, 1 << 20).await.unwrap_err();
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
         assert!(log.offline_reason().is_some());
@@ -192,6 +195,32 @@ fn a_read_that_meets_damage_takes_the_log_offline_and_the_next_open_reports_it()
         log.close().await.unwrap();
     });
     assert_offline_untouched(&path, &config, &segments[0], 2);
+}
+
+#[test]
+fn the_last_batch_before_a_damaged_segment_is_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let config = rolling_config();
+    let (segments, batch) = write_log(&path, &config);
+    let second_base =
+        crate::storage::parse_segment_file_name(segments[1].file_name().unwrap().to_str().unwrap())
+            .unwrap()
+            .0;
+    flip(&segments[1], batch / 2);
+    run(async move {
+        let log = PartitionLog::open(path, config, 1).await.unwrap();
+        let last = log.read(second_base - 1, i64::MAX, 1).await.unwrap();
+        assert_eq!(
+            last.batches.len(),
+            1,
+            "the batch before the damaged segment"
+        );
+        assert_eq!(log.offline_reason(), None);
+        assert!(log.read(second_base, i64::MAX, 1).await.is_err());
+        assert!(log.offline_reason().is_some());
+        log.close().await.unwrap();
+    });
 }
 
 fn log_dir_file(segment: &Path) -> PathBuf {
