@@ -12,6 +12,7 @@ use crate::storage::log::{LogConfig, PartitionLog};
 
 mod damage;
 mod faults;
+mod power_cut;
 mod truncate;
 
 /// Runs a test on a glommio executor. `io_memory(0)`: on this VM, reads into

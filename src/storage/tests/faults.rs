@@ -243,42 +243,52 @@ async fn scenario(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn seeds() -> Vec<u64> {
+/// Runs `scenario` for the fixed seeds `0..fixed`, then for random seeds until
+/// `SLUICE_FAULT_SECONDS` (default 2) have passed; `SLUICE_FAULT_SEED=N` runs only seed N.
+/// A failure panics with its seed and the command that replays it (`test` names the test
+/// filter). Shared by the simulations of this module and `power_cut`.
+pub(super) async fn drive_seeds<F>(fixed: u64, test: &str, scenario: F)
+where
+    F: Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>,
+{
+    let fail = |seed: u64, e: String| -> ! {
+        panic!("{e}\nreplay: SLUICE_FAULT_SEED={seed} cargo test --release --lib {test}")
+    };
     if let Some(seed) = std::env::var("SLUICE_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        return vec![seed];
+        if let Err(e) = scenario(seed).await {
+            fail(seed, e);
+        }
+        return;
     }
-    (0..FIXED_SEEDS).collect()
+    for seed in 0..fixed {
+        if let Err(e) = scenario(seed).await {
+            fail(seed, e);
+        }
+    }
+    let budget = std::env::var("SLUICE_FAULT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2u64);
+    let started = std::time::Instant::now();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    while started.elapsed().as_secs() < budget {
+        seed = Rng::new(seed).next();
+        if let Err(e) = scenario(seed).await {
+            fail(seed, e);
+        }
+    }
 }
 
 #[test]
 fn acknowledged_bytes_survive_every_injected_fault() {
-    run(async {
-        for seed in seeds() {
-            if let Err(e) = scenario(seed).await {
-                panic!("{e}\nreplay: SLUICE_FAULT_SEED={seed} cargo test --release --lib faults");
-            }
-        }
-        let budget = std::env::var("SLUICE_FAULT_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(2u64);
-        if std::env::var("SLUICE_FAULT_SEED").is_ok() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        let mut seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        while started.elapsed().as_secs() < budget {
-            seed = Rng::new(seed).next();
-            if let Err(e) = scenario(seed).await {
-                panic!("{e}\nreplay: SLUICE_FAULT_SEED={seed} cargo test --release --lib faults");
-            }
-        }
-    });
+    run(drive_seeds(FIXED_SEEDS, "faults", |seed| {
+        Box::pin(scenario(seed))
+    }));
 }
 
 #[test]
