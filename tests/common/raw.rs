@@ -173,3 +173,67 @@ pub fn latest_offset(conn: &mut Conn, topic: &str, partition: i32, isolation_lev
         other => panic!("list offsets: {other:?}"),
     }
 }
+
+/// What one partition of a Fetch answered.
+pub struct Fetched {
+    /// The partition's error code.
+    pub error_code: i16,
+    /// Its high watermark (-1 with an error).
+    pub high_watermark: i64,
+    /// The record batches returned, raw.
+    pub records: Bytes,
+}
+
+/// Fetches `topic/partition` from `offset` (v12, read_uncommitted, no waiting), at most
+/// `max_bytes` (Kafka returns at least one whole batch even when it is larger).
+pub fn fetch(conn: &mut Conn, topic: &str, partition: i32, offset: i64, max_bytes: i32) -> Fetched {
+    let p = fetch_request::FetchPartition::default()
+        .with_partition(partition)
+        .with_current_leader_epoch(-1)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(max_bytes);
+    let t = fetch_request::FetchTopic::default()
+        .with_topic(name(topic))
+        .with_partitions(vec![p]);
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![t]);
+    match conn.call(ApiKey::Fetch, 12, &RequestKind::Fetch(request)) {
+        Ok(ResponseKind::Fetch(r)) => {
+            let p = &r.responses[0].partitions[0];
+            Fetched {
+                error_code: p.error_code,
+                high_watermark: p.high_watermark,
+                records: p.records.clone().unwrap_or_default(),
+            }
+        }
+        other => panic!("fetch: {other:?}"),
+    }
+}
+
+/// Base offset, last offset and values of the batches in `records` (uncompressed).
+pub fn decode_batches(records: &Bytes) -> Vec<(i64, i64, Vec<Bytes>)> {
+    let mut buf = records.clone();
+    let mut out = Vec::new();
+    while buf.remaining() >= 12 {
+        let len = i32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
+        if buf.remaining() < 12 + len {
+            break;
+        }
+        let mut one = buf.split_to(12 + len);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut one)
+            .expect("decode fetched batch");
+        let first = set.records.first().map(|r| r.offset).unwrap_or(-1);
+        let last = set.records.last().map(|r| r.offset).unwrap_or(-1);
+        let values = set
+            .records
+            .into_iter()
+            .map(|r| r.value.unwrap_or_default())
+            .collect();
+        out.push((first, last, values));
+    }
+    out
+}
