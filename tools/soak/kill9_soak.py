@@ -25,6 +25,7 @@ import argparse
 import logging
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -50,6 +51,8 @@ QUIET.propagate = False
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 CLIENT_TIMEOUT_S = 30.0
+# Colour codes the broker's log formatter may put around the level.
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # How long the producer gets to deliver everything after the last cycle.
 FINAL_FLUSH_S = 120.0
 
@@ -192,7 +195,7 @@ class Broker:
                 text = path.read_text(errors="replace")
             except OSError:
                 continue
-            for line in text.splitlines():
+            for line in ANSI.sub("", text).splitlines():
                 if " ERROR " in line or "panicked" in line:
                     bad.append(f"{path.name}: {line}")
         return bad
