@@ -53,6 +53,8 @@ STOP_TIMEOUT_S = 30.0
 CLIENT_TIMEOUT_S = 30.0
 # Colour codes the broker's log formatter may put around the level.
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Offsets below the last check's high watermark that an incremental check reads again.
+RECHECK_OVERLAP = 2000
 # How long the producer gets to deliver everything after the last cycle.
 FINAL_FLUSH_S = 120.0
 
@@ -83,6 +85,10 @@ def parse_args(argv):
                    help="longest time the broker stays down after a kill, seconds (default 0.5)")
     p.add_argument("--request-timeout-ms", type=int, default=400,
                    help="producer request.timeout.ms (default 400)")
+    p.add_argument("--full-check-every", type=int, default=10, metavar="K",
+                   help="re-read the whole log every K cycles and after the last one; the "
+                   "cycles between read what is new since the last check plus an overlap "
+                   "(default 10)")
     p.add_argument("--cores", default="1", help="broker --cores (default 1)")
     p.add_argument("--taskset", metavar="CPUS",
                    help="run the broker under `taskset -c CPUS` (e.g. 1)")
@@ -92,8 +98,10 @@ def parse_args(argv):
     p.add_argument("--broker-arg", action="append", default=[],
                    help="extra `sluice start` argument (repeatable)")
     a = p.parse_args(argv)
-    if a.cycles < 1 or a.partitions < 1 or a.rate <= 0 or a.min_run <= 0 or a.max_run < a.min_run:
-        p.error("need --cycles >= 1, --partitions >= 1, --rate > 0, 0 < --min-run <= --max-run")
+    if (a.cycles < 1 or a.partitions < 1 or a.rate <= 0 or a.min_run <= 0
+            or a.max_run < a.min_run or a.full_check_every < 1):
+        p.error("need --cycles >= 1, --partitions >= 1, --rate > 0, 0 < --min-run <= --max-run, "
+                "--full-check-every >= 1")
     return a
 
 
@@ -288,11 +296,12 @@ class Load:
         return left
 
 
-def read_log(bootstrap, partitions):
-    """Every record of every partition from 0 to the high watermark.
+def read_log(bootstrap, partitions, starts):
+    """Every record of every partition from `starts[partition]` to the high watermark.
 
-    Returns (at, problems): at[(partition, offset)] = seq; problems lists offsets that are
-    not contiguous and records the producer did not write."""
+    Returns (at, highs, problems): at[(partition, offset)] = seq, highs[partition] = high
+    watermark; problems lists offsets that are not contiguous and records the producer did
+    not write."""
     c = Consumer({
         "bootstrap.servers": bootstrap,
         "broker.address.family": "v4",
@@ -311,10 +320,11 @@ def read_log(bootstrap, partitions):
             highs[part] = hi
             if lo != 0:
                 problems.append(f"partition {part}: log start is {lo}, not 0")
-            if hi <= 0:
+            start = min(starts[part], hi)
+            if hi <= start:
                 continue
-            c.assign([TopicPartition(TOPIC, part, 0)])
-            expected = 0
+            c.assign([TopicPartition(TOPIC, part, start)])
+            expected = start
             deadline = time.monotonic() + 120
             while expected < hi:
                 if time.monotonic() > deadline:
@@ -398,6 +408,34 @@ def main(argv):
     acked_unplaced = {}
     twice_acked = []
     failures = []
+    # What the log held at the last check, and each partition's high watermark then.
+    log = {}
+    verified_end = {part: 0 for part in range(args.partitions)}
+
+    def read_and_compare(full):
+        """Reads the log (all of it, or what is new since the last check plus an overlap)
+        into `log`; returns the problems found, including committed records that changed."""
+        nonlocal log
+        starts = {part: 0 if full else max(0, end - RECHECK_OVERLAP)
+                  for part, end in verified_end.items()}
+        fresh, highs, problems = read_log(bootstrap, args.partitions, starts)
+        for part, end in verified_end.items():
+            if highs.get(part, 0) < end:
+                problems.append(f"partition {part}: high watermark went back from {end} to "
+                                f"{highs.get(part)}: committed records are gone")
+        changed = [(k, log[k], seq) for k, seq in fresh.items() if k in log and log[k] != seq]
+        if changed:
+            problems.append(f"{len(changed)} committed offsets hold another record now, "
+                            f"e.g. ((partition, offset), before, now) {changed[:10]}")
+        if full:
+            gone = [k for k in log if k not in fresh]
+            if gone:
+                problems.append(f"{len(gone)} committed records are gone, e.g. {sorted(gone)[:10]}")
+            log = fresh
+        else:
+            log.update(fresh)
+        verified_end.update(highs)
+        return problems
     started = time.monotonic()
 
     def add_acked():
@@ -419,7 +457,9 @@ def main(argv):
         broker.start()
         restart_s = time.monotonic() - t0
         add_acked()
-        at, _, problems = read_log(bootstrap, args.partitions)
+        full = cycle % args.full_check_every == 0 or cycle == args.cycles
+        problems = read_and_compare(full)
+        at = log
         lost, dups, _, details = check(at, acked_at, acked_unplaced)
         with load.lock:
             fatal = list(load.fatal)
@@ -427,7 +467,8 @@ def main(argv):
         print(f"cycle {cycle}/{args.cycles}: ran {run:.2f}s, down {down:.2f}s, restart {restart_s:.2f}s; "
               f"produced {load.next_seq}, acknowledged {len(acked_at) + len(acked_unplaced)} "
               f"({len(acked_unplaced)} without offset), log {len(at)} records; "
-              f"lost {lost}, duplicated {dups}, failed {failed}, fatal {len(fatal)}", flush=True)
+              f"lost {lost}, duplicated {dups}, failed {failed}, fatal {len(fatal)}"
+              f"{' (whole log re-read)' if full else ''}", flush=True)
         problems += details
         if twice_acked:
             problems.append(f"offsets acknowledged for two records: {twice_acked[:10]}")
@@ -443,7 +484,8 @@ def main(argv):
     if not failures:
         left = load.finish()
         add_acked()
-        at, _, problems = read_log(bootstrap, args.partitions)
+        problems = read_and_compare(True)
+        at = log
         produced = load.next_seq
         lost, dups, missing, details = check(at, acked_at, acked_unplaced, produced)
         problems += details
