@@ -392,6 +392,16 @@ def main(argv):
     print(f"kill9 soak: {args.cycles} cycles, seed {args.seed}, {args.partitions} partitions, "
           f"{args.rate:g} records/s, broker {args.binary} ({' '.join(broker.command())}), "
           f"scratch {root}", flush=True)
+    try:
+        return run_soak(args, rng, root, broker)
+    except BaseException:
+        # Never leave a broker behind (an unexpected error, ^C).
+        broker.kill9()
+        print(f"scratch directory kept: {root}", flush=True)
+        raise
+
+
+def run_soak(args, rng, root, broker):
     broker.start()
     bootstrap = f"127.0.0.1:{broker.kafka_port}"
     admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
@@ -440,7 +450,7 @@ def main(argv):
 
     def add_acked():
         for part, off, seq in load.take_acked():
-            if off < 0:
+            if off is None or off < 0:
                 acked_unplaced[seq] = part
                 continue
             prev = acked_at.setdefault((part, off), seq)
