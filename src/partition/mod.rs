@@ -196,9 +196,7 @@ impl Partition {
         original: &BatchRecord,
         acks: Acks,
     ) -> Result<(), ReplicateError> {
-        let last_offset =
-            original.base_offset + i64::from(original.last_sequence - original.first_sequence);
-        self.log.wait_through(last_offset, acks).await
+        self.log.wait_through(original.last_offset(), acks).await
     }
 
     /// Appends and waits until committed: for the coordinators' own records and markers.

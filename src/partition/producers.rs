@@ -36,6 +36,18 @@ pub struct BatchRecord {
     pub append_time_ms: i64,
 }
 
+impl BatchRecord {
+    /// Offset of the batch's last record. The sequence span wraps past `i32::MAX` as Kafka's
+    /// sequences do: a plain `last - first` would go negative for a batch that wraps and
+    /// put its end before its start, and a retry of it would then be answered before the
+    /// original's last records are committed.
+    pub fn last_offset(&self) -> i64 {
+        let span = (i64::from(self.last_sequence) - i64::from(self.first_sequence))
+            .rem_euclid(i64::from(i32::MAX) + 1);
+        self.base_offset + span
+    }
+}
+
 /// What one producer id last did on this partition.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProducerEntry {
@@ -317,5 +329,24 @@ mod tests {
         let mut t = ProducerStateTable::default();
         t.record(&header(3, 0, i32::MAX - 1, 2), 0, 0);
         assert_eq!(t.check(&header(3, 0, 0, 1)), Verdict::Append);
+    }
+
+    #[test]
+    fn a_retry_of_a_wrapping_batch_waits_for_its_last_record() {
+        let mut t = ProducerStateTable::default();
+        // Sequences i32::MAX - 1, i32::MAX, 0: three records at offsets 100..=102.
+        let wrapping = header(3, 0, i32::MAX - 1, 3);
+        t.record(&wrapping, 100, 0);
+        match t.check(&wrapping) {
+            Verdict::Duplicate(original) => assert_eq!(original.last_offset(), 102),
+            other => panic!("retry of the wrapping batch: {other:?}"),
+        }
+        let plain = BatchRecord {
+            first_sequence: 5,
+            last_sequence: 9,
+            base_offset: 40,
+            append_time_ms: 0,
+        };
+        assert_eq!(plain.last_offset(), 44);
     }
 }
