@@ -127,8 +127,9 @@ impl<S: Coordinated, L: CoordinatorLog> Host<S, L> {
         }
     }
 
-    /// Runs one input on the state machine of `partition` (loading it first), then appends
-    /// the records of its effects. `f` gets the state and the clock's `now_ms`; it runs in a
+    /// Runs one input on the state machine of `partition` (loading it first), appends the
+    /// records of its effects, and once they are committed hands the effects to
+    /// [`Coordinated::persisted`] so what the input held back becomes visible. `f` gets the state and the clock's `now_ms`; it runs in a
     /// borrow of the host, so it must not call back into it. An `Err` means the input did
     /// not run; whether its records were stored is [`Executed::persisted`].
     pub async fn execute<T>(
@@ -146,8 +147,13 @@ impl<S: Coordinated, L: CoordinatorLog> Host<S, L> {
                 None => return Err(self.not_served(partition)),
             }
         };
+        // No await between the input and the start of its append: records reach the log in
+        // the order inputs ran.
         let records = S::records(&effects);
         let persisted = self.append(partition, incarnation, records, now_ms).await;
+        if persisted.is_ok() {
+            self.settle(partition, incarnation, &effects);
+        }
         Ok(Executed {
             answer,
             effects,
@@ -230,6 +236,23 @@ impl<S: Coordinated, L: CoordinatorLog> Host<S, L> {
             self.discard(partition, incarnation);
         }
         result
+    }
+
+    /// Hands committed effects back to the state they ran on, so what they held back
+    /// becomes visible. A state loaded since read the log itself and is left alone.
+    fn settle(&self, partition: i32, incarnation: u64, effects: &S::Effects) {
+        let mut slots = self.slots.borrow_mut();
+        match slots.get_mut(&partition) {
+            Some(Slot::Ready {
+                incarnation: i,
+                state,
+            }) if *i == incarnation => S::persisted(state, effects),
+            _ => tracing::debug!(
+                topic = S::TOPIC.name,
+                partition,
+                "committed records of a coordinator state no longer loaded"
+            ),
+        }
     }
 
     /// Drops the state of `partition` if it is still the one loaded as `incarnation`.

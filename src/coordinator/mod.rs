@@ -18,11 +18,18 @@
 //! the state machine and the next input rebuilds it from what was stored. The caller still
 //! gets the effects back, to fail what waits on them.
 //!
+//! One rule for what readers see: an input may hold back part of its change (committed
+//! offsets) until its records are committed; the host hands the effects back to
+//! [`Coordinated::persisted`] after a successful append, so a concurrent reader never sees
+//! state that a failed append could still take away.
+//!
 //! This sits above `cluster` and `partition` and below `groups` and `txn`.
 
 mod host;
 mod log;
 mod route;
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +76,13 @@ pub trait Coordinated: Sized + 'static {
     ) -> Result<(), Self::ReplayError>;
     /// The records `effects` asks to append before its answers are delivered.
     fn records(effects: &Self::Effects) -> &[KeyedRecord];
+    /// Applies what the input behind `effects` held back until its records were committed,
+    /// so readers see that part of the change only once it is durable (Kafka's pending
+    /// offset commits). The host calls it once, after a successful append (at once when
+    /// there was nothing to append), on the state the input ran on; never after a failed
+    /// append, whose state it drops instead. Records reach the log in the order inputs ran,
+    /// but calls may come in another order: the state machine orders them itself.
+    fn persisted(&mut self, effects: &Self::Effects);
     /// How many keys (groups, transactional ids) it holds, for the load log line.
     fn entry_count(&self) -> usize;
 }

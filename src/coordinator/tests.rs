@@ -1,16 +1,14 @@
 //! The host with a toy state machine on an in-memory log: no disk, no network, no executor.
 
-use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::pin::pin;
-use std::rc::Rc;
 
-use ahash::AHashMap;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::executor::block_on;
 use futures::poll;
 
+use super::testing::{MemLog, MemLogs};
 use super::*;
 use crate::util::clock::Clock;
 
@@ -24,6 +22,8 @@ const TALLY_TOPIC: InternalTopic = InternalTopic {
 #[derive(Debug, Default)]
 struct Tally {
     totals: BTreeMap<String, i64>,
+    /// Totals whose records are committed: what a careful reader may be shown.
+    durable: BTreeMap<String, i64>,
     leader_epoch: i32,
     /// Every `now_ms` the host handed it, replay included.
     seen_now_ms: Vec<i64>,
@@ -34,6 +34,8 @@ struct Tally {
 struct TallyEffects {
     records: Vec<KeyedRecord>,
     waiting: Vec<&'static str>,
+    /// The total to show once the records are committed.
+    staged: Option<(String, i64)>,
 }
 
 impl Tally {
@@ -48,6 +50,7 @@ impl Tally {
         let effects = TallyEffects {
             records: vec![record],
             waiting: vec!["a waiter"],
+            staged: Some((name.to_string(), *total)),
         };
         (*total, effects)
     }
@@ -72,10 +75,13 @@ impl Coordinated for Tally {
         match value {
             None => {
                 self.totals.remove(&name);
+                self.durable.remove(&name);
             }
             Some(v) => {
                 let bytes: [u8; 8] = v.try_into().map_err(|_| "bad value".to_string())?;
-                self.totals.insert(name, i64::from_be_bytes(bytes));
+                let total = i64::from_be_bytes(bytes);
+                self.totals.insert(name.clone(), total);
+                self.durable.insert(name, total);
             }
         }
         Ok(())
@@ -85,89 +91,14 @@ impl Coordinated for Tally {
         &effects.records
     }
 
+    fn persisted(&mut self, effects: &TallyEffects) {
+        if let Some((name, total)) = &effects.staged {
+            self.durable.insert(name.clone(), *total);
+        }
+    }
+
     fn entry_count(&self) -> usize {
         self.totals.len()
-    }
-}
-
-/// A committed log in memory that can be told to fail appends or to hold a load.
-#[derive(Default)]
-struct MemLog {
-    records: RefCell<Vec<KeyedRecord>>,
-    leader_epoch: i32,
-    fail_appends: Cell<bool>,
-    fail_loads: Cell<bool>,
-    load_gate: RefCell<Option<oneshot::Receiver<()>>>,
-}
-
-impl MemLog {
-    fn stored(&self) -> usize {
-        self.records.borrow().len()
-    }
-}
-
-impl CoordinatorLog for MemLog {
-    type Error = String;
-
-    fn leader_epoch(&self) -> LeaderEpoch {
-        LeaderEpoch(self.leader_epoch)
-    }
-
-    async fn load(&self, mut visit: impl FnMut(Offset, KeyedRecord)) -> Result<(), String> {
-        let gate = self.load_gate.borrow_mut().take();
-        if let Some(gate) = gate {
-            let _ = gate.await;
-        }
-        if self.fail_loads.get() {
-            return Err("disk on fire".into());
-        }
-        let records = self.records.borrow().clone();
-        for (offset, record) in records.into_iter().enumerate() {
-            visit(Offset(offset as i64), record);
-        }
-        Ok(())
-    }
-
-    async fn append(&self, records: &[KeyedRecord], _now_ms: i64) -> Result<(), String> {
-        if self.fail_appends.get() {
-            return Err("not committed".into());
-        }
-        self.records.borrow_mut().extend_from_slice(records);
-        Ok(())
-    }
-}
-
-/// The partitions "this shard" serves; tests add and remove them. The second field is
-/// the partition being opened (metadata names it, its log is not there yet).
-#[derive(Clone, Default)]
-struct MemLogs(
-    Rc<RefCell<AHashMap<i32, Rc<MemLog>>>>,
-    Rc<Cell<Option<i32>>>,
-);
-
-impl MemLogs {
-    fn serve(&self, partition: i32, log: MemLog) -> Rc<MemLog> {
-        let log = Rc::new(log);
-        self.0.borrow_mut().insert(partition, log.clone());
-        log
-    }
-}
-
-impl LogTable for MemLogs {
-    type Log = MemLog;
-
-    fn log(&self, partition: i32) -> Option<Rc<MemLog>> {
-        self.0.borrow().get(&partition).cloned()
-    }
-
-    fn served(&self) -> Vec<i32> {
-        let mut served: Vec<i32> = self.0.borrow().keys().copied().collect();
-        served.sort_unstable();
-        served
-    }
-
-    fn opening(&self, partition: i32) -> bool {
-        self.1.get() == Some(partition)
     }
 }
 
@@ -371,4 +302,50 @@ fn query_served_loads_every_served_partition() {
     assert_eq!(names, vec!["a".to_string(), "c".to_string()]);
     assert_eq!(host.ready_partitions(), vec![0, 2]);
     assert_eq!(host.served_partitions(), vec![0, 2]);
+}
+
+fn durable(host: &Host<Tally, MemLog>, partition: i32, name: &str) -> Option<i64> {
+    block_on(host.query(partition, |t| t.durable.get(name).copied())).ok()?
+}
+
+#[test]
+fn held_back_state_shows_only_once_the_append_is_committed() {
+    let logs = MemLogs::default();
+    let log = logs.serve(0, MemLog::default());
+    let host = host(&logs, &Clock::manual(0));
+    let _ = block_on(host.execute(0, |t, now| t.add("x", 1, now))).expect("runs");
+    assert_eq!(durable(&host, 0, "x"), Some(1));
+    let open = log.hold_next_append();
+    block_on(async {
+        let mut second = pin!(host.execute(0, |t, now| t.add("x", 2, now)));
+        assert!(poll!(second.as_mut()).is_pending(), "append in flight");
+        let seen = host.query(0, |t| t.durable.get("x").copied()).await;
+        assert_eq!(seen.expect("loaded"), Some(1), "not shown while in flight");
+        open.send(()).expect("the append waits");
+        let run = second.await.expect("runs");
+        assert!(run.persisted.is_ok());
+    });
+    assert_eq!(durable(&host, 0, "x"), Some(3), "shown once committed");
+}
+
+#[test]
+fn held_back_state_of_a_failed_append_is_never_shown() {
+    let logs = MemLogs::default();
+    let log = logs.serve(0, MemLog::default());
+    let host = host(&logs, &Clock::manual(0));
+    let _ = block_on(host.execute(0, |t, now| t.add("x", 1, now))).expect("runs");
+    let open = log.hold_next_append();
+    log.fail_appends.set(true);
+    block_on(async {
+        let mut second = pin!(host.execute(0, |t, now| t.add("x", 2, now)));
+        assert!(poll!(second.as_mut()).is_pending(), "append in flight");
+        let seen = host.query(0, |t| t.durable.get("x").copied()).await;
+        assert_eq!(seen.expect("loaded"), Some(1));
+        open.send(()).expect("the append waits");
+        let run = second.await.expect("runs");
+        assert!(run.persisted.is_err());
+    });
+    log.fail_appends.set(false);
+    assert_eq!(durable(&host, 0, "x"), Some(1), "reloaded: the old value");
+    assert_eq!(log.stored(), 1);
 }

@@ -50,6 +50,10 @@ impl Coordinated for Coordinator {
         &effects.records
     }
 
+    fn persisted(&mut self, effects: &Effects) {
+        Coordinator::persisted(self, effects)
+    }
+
     fn entry_count(&self) -> usize {
         self.group_count()
     }

@@ -2,6 +2,13 @@
 //!
 //! Part of the sans-IO [`Coordinator`]: commits produce offset records for the driver to
 //! append; deletes and expiry produce tombstones.
+//!
+//! An offset is visible only once it is durable, as with Kafka's pending offset commits: a
+//! commit stages its offsets ([`StagedCommit`], carried in its [`Effects`]) and the group
+//! remembers that the partition has a commit in flight; [`Coordinator::persisted`], fed by
+//! the host once the records are committed, moves them into the committed map that
+//! OffsetFetch and lag read. If the append fails the host drops the coordinator instead, so
+//! a reader never sees an offset that was not stored.
 
 use std::collections::BTreeMap;
 
@@ -74,6 +81,46 @@ pub type FetchReply = Vec<(String, Vec<FetchedOffset>)>;
 /// An OffsetDelete answer: a group error and (topic, [(partition, error)]).
 pub type DeleteOffsetsReply = (i16, Vec<(String, Vec<(i32, i16)>)>);
 
+/// Orders the commits of one coordinator, as their records are ordered in the log: the
+/// host starts an input's append before it runs the next input.
+pub type CommitId = u64;
+
+/// The offsets one OffsetCommit staged: they become visible when its records are committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedCommit {
+    /// Which commit, to order it against others of the same partition.
+    pub id: CommitId,
+    /// The group.
+    pub group_id: String,
+    /// What to store once durable.
+    pub offsets: Vec<StagedOffset>,
+}
+
+/// One partition's offset in a [`StagedCommit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedOffset {
+    /// (topic, partition).
+    pub key: (String, i32),
+    /// The offset, leader epoch and metadata.
+    pub value: OffsetValue,
+    /// An explicit expiry time (OffsetCommit v2-v4 `retention_time_ms`), else None.
+    pub expire_at_ms: Option<i64>,
+}
+
+/// The commits of one partition's offset whose records are not committed yet (Kafka's
+/// `pendingOffsetCommits`). Removing the offset (OffsetDelete, DeleteGroups) removes this
+/// too: the tombstone follows those commits in the log, so they must not reappear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PendingOffset {
+    /// The first commit staged since the offset was last removed; older ones are void.
+    since: CommitId,
+    /// The last commit staged: once it is applied nothing is pending any more.
+    latest: CommitId,
+    /// The newest commit made visible so far (0: none), so an older one persisted late
+    /// never hides a newer one.
+    applied: CommitId,
+}
+
 /// A committed offset of one group on one partition, for lag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedOffset {
@@ -88,10 +135,13 @@ pub struct CommittedOffset {
 }
 
 impl Coordinator {
-    /// Handles OffsetCommit: validates the member, then stores the offsets (the records come
-    /// out in the effects; the reply must wait for them).
+    /// Handles OffsetCommit: validates the member, then stages the offsets. The records and
+    /// the staged offsets come out in the effects; the reply must wait for the records, and
+    /// the offsets are visible only after [`Coordinator::persisted`].
     pub fn commit_offsets(&mut self, req: CommitRequest, now_ms: i64) -> (CommitReply, Effects) {
         let mut fx = Effects::default();
+        self.last_commit_id += 1;
+        let id = self.last_commit_id;
         let all = |error: i16| -> CommitReply {
             req.topics
                 .iter()
@@ -120,6 +170,11 @@ impl Coordinator {
         if let Some(m) = group.members.get_mut(&req.member_id) {
             m.touch(now_ms);
         }
+        let mut staged = StagedCommit {
+            id,
+            group_id: req.group_id.clone(),
+            offsets: Vec::new(),
+        };
         let mut reply = Vec::with_capacity(req.topics.len());
         for (topic, partitions) in req.topics {
             let mut results = Vec::with_capacity(partitions.len());
@@ -135,27 +190,44 @@ impl Coordinator {
                     metadata,
                     commit_timestamp_ms: now_ms,
                 };
-                let key = (topic.clone(), p.partition);
                 let encoded = match expire_at {
-                    Some(at) => {
-                        group.offset_expiry.insert(key.clone(), at);
-                        records::offset_value_with_expiry(&value, at)
-                    }
-                    None => {
-                        group.offset_expiry.remove(&key);
-                        records::offset_value(&value)
-                    }
+                    Some(at) => records::offset_value_with_expiry(&value, at),
+                    None => records::offset_value(&value),
                 };
                 fx.records.push(GroupRecord {
                     key: records::offset_key(&req.group_id, &topic, p.partition),
                     value: Some(encoded),
                 });
-                group.offsets.insert(key, value);
+                let key = (topic.clone(), p.partition);
+                group.stage_offset(id, key.clone());
+                staged.offsets.push(StagedOffset {
+                    key,
+                    value,
+                    expire_at_ms: expire_at,
+                });
                 results.push((p.partition, NONE));
             }
             reply.push((topic, results));
         }
+        if !staged.offsets.is_empty() {
+            fx.staged = Some(staged);
+        }
         (reply, fx)
+    }
+
+    /// The records of `fx` are committed: the offsets it staged become visible (those not
+    /// removed meanwhile, and not older than what a later commit already showed).
+    pub fn persisted(&mut self, fx: &Effects) {
+        let Some(staged) = &fx.staged else {
+            return;
+        };
+        // A group deleted meanwhile wrote its tombstones after these records.
+        let Some(group) = self.groups.get_mut(&staged.group_id) else {
+            return;
+        };
+        for offset in &staged.offsets {
+            group.apply_staged(staged.id, offset);
+        }
     }
 
     /// Handles OffsetFetch for one group: `None` asks for every committed partition.
@@ -275,6 +347,8 @@ impl Coordinator {
             let expired: Vec<(String, i32)> = g
                 .offsets
                 .iter()
+                // A commit in flight renews the offset, as in Kafka.
+                .filter(|(k, _)| !g.pending_offsets.contains_key(*k))
                 .filter(|(k, v)| match g.offset_expiry.get(*k) {
                     Some(at) => now_ms >= *at,
                     None => now_ms - group_base.unwrap_or(v.commit_timestamp_ms) >= retention,
@@ -288,7 +362,7 @@ impl Coordinator {
                     value: None,
                 });
             }
-            if g.offsets.is_empty() && g.members.is_empty() {
+            if g.offsets.is_empty() && g.pending_offsets.is_empty() && g.members.is_empty() {
                 dead.push(g.group_id.clone());
             }
         }
@@ -304,6 +378,42 @@ impl Coordinator {
                 });
             }
             tracing::info!(group = %id, "offsets expired; group removed");
+        }
+    }
+}
+
+impl Group {
+    /// Notes that commit `id` of `key` is in flight.
+    fn stage_offset(&mut self, id: CommitId, key: (String, i32)) {
+        self.pending_offsets
+            .entry(key)
+            .and_modify(|p| p.latest = id)
+            .or_insert(PendingOffset {
+                since: id,
+                latest: id,
+                applied: 0,
+            });
+    }
+
+    /// Makes one staged offset of commit `id` visible, now that it is durable.
+    fn apply_staged(&mut self, id: CommitId, staged: &StagedOffset) {
+        let Some(pending) = self.pending_offsets.get_mut(&staged.key) else {
+            return; // removed since: its tombstone follows this commit in the log
+        };
+        if id < pending.since {
+            return; // staged before the offset was removed
+        }
+        if id > pending.applied {
+            pending.applied = id;
+            let key = staged.key.clone();
+            match staged.expire_at_ms {
+                Some(at) => self.offset_expiry.insert(key.clone(), at),
+                None => self.offset_expiry.remove(&key),
+            };
+            self.offsets.insert(key, staged.value.clone());
+        }
+        if id == pending.latest {
+            self.pending_offsets.remove(&staged.key);
         }
     }
 }

@@ -51,6 +51,10 @@ impl Coordinated for TxnCoordinator {
         &effects.records
     }
 
+    fn persisted(&mut self, _: &Effects) {
+        // Nothing is held back here: transaction state changes as inputs run.
+    }
+
     fn entry_count(&self) -> usize {
         self.len()
     }

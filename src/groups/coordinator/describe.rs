@@ -123,9 +123,10 @@ impl Coordinator {
                 None | Some(GroupState::Dead) => GROUP_ID_NOT_FOUND,
                 Some(GroupState::Empty) => {
                     if let Some(g) = self.groups.remove(id) {
-                        for (topic, partition) in g.offsets.keys() {
+                        // Offsets in flight too: their records precede these tombstones.
+                        for (topic, partition) in g.offset_keys() {
                             fx.records.push(GroupRecord {
-                                key: records::offset_key(id, topic, *partition),
+                                key: records::offset_key(id, &topic, partition),
                                 value: None,
                             });
                         }

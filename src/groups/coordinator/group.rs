@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::join::{JoinReply, JoinedMember};
 use super::sync::SyncReply;
 use super::{Completion, Effects, GroupState, Token, NONE};
+use crate::groups::offsets::PendingOffset;
 use crate::groups::records::{self, GroupRecord, GroupValue, MemberValue, OffsetValue};
 
 #[derive(Debug, Clone)]
@@ -85,6 +86,9 @@ pub(crate) struct Group {
     /// Explicit expiry times of offsets committed with a `retention_time_ms` (OffsetCommit
     /// v2-v4); offsets without an entry follow `offsets.retention.minutes`.
     pub(crate) offset_expiry: BTreeMap<(String, i32), i64>,
+    /// Offsets with a commit in flight (staged, records not committed yet); `offsets` holds
+    /// only durable ones.
+    pub(crate) pending_offsets: BTreeMap<(String, i32), PendingOffset>,
 }
 
 impl Group {
@@ -106,6 +110,7 @@ impl Group {
             new_member_added: false,
             offsets: BTreeMap::new(),
             offset_expiry: BTreeMap::new(),
+            pending_offsets: BTreeMap::new(),
         }
     }
 
@@ -237,10 +242,22 @@ impl Group {
     }
 
     /// Forgets a committed offset and its explicit expiry.
+    /// Removes a partition's offset, committed or in flight; true if there was one (then a
+    /// tombstone is due).
     pub(crate) fn remove_offset(&mut self, topic: &str, partition: i32) -> bool {
         let key = (topic.to_string(), partition);
         self.offset_expiry.remove(&key);
-        self.offsets.remove(&key).is_some()
+        let pending = self.pending_offsets.remove(&key).is_some();
+        self.offsets.remove(&key).is_some() || pending
+    }
+
+    /// Every partition with an offset, committed or in flight.
+    pub(crate) fn offset_keys(&self) -> BTreeSet<(String, i32)> {
+        self.offsets
+            .keys()
+            .chain(self.pending_offsets.keys())
+            .cloned()
+            .collect()
     }
 
     pub(super) fn to_value(&self) -> GroupValue {

@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 
+use super::offsets::{CommitId, StagedCommit};
 use super::records::GroupRecord;
 
 /// Identifies a deferred JoinGroup or SyncGroup request; chosen by the driver, unique per shard.
@@ -139,6 +140,9 @@ pub struct Effects {
     pub completions: Vec<(Token, Completion)>,
     /// Records to append (acks=all) before the completions are delivered.
     pub records: Vec<GroupRecord>,
+    /// Offsets an OffsetCommit staged: visible once the records are committed
+    /// ([`Coordinator::persisted`]).
+    pub staged: Option<StagedCommit>,
 }
 
 impl Effects {
@@ -155,6 +159,8 @@ pub struct Coordinator {
     next_member_seq: u64,
     member_id_salt: u64,
     pub(crate) next_offset_expiry_ms: i64,
+    /// The id of the last OffsetCommit staged (ids start at 1).
+    pub(crate) last_commit_id: CommitId,
 }
 
 impl Coordinator {
@@ -167,6 +173,7 @@ impl Coordinator {
             next_member_seq: 0,
             member_id_salt,
             next_offset_expiry_ms: 0,
+            last_commit_id: 0,
         }
     }
 

@@ -51,7 +51,10 @@ impl Coordinator {
             None => {
                 if let Some(g) = self.groups.get_mut(&group) {
                     g.remove_offset(&topic, partition);
-                    if g.offsets.is_empty() && g.protocol_type.is_none() {
+                    if g.offsets.is_empty()
+                        && g.pending_offsets.is_empty()
+                        && g.protocol_type.is_none()
+                    {
                         self.groups.remove(&group);
                     }
                 }
