@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::admin::{AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
@@ -380,6 +381,61 @@ async fn admin_delete_records_moves_low_watermark() {
         "earliest readable record after DeleteRecords"
     );
     assert_eq!(m[0].payload(), Some(b"r4".as_slice()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_delete_records_refuses_internal_topics() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    let a = admin(&bs);
+    let topic = topic_name("delrec-internal");
+    create_topic(&a, &topic, 1, &[]).await;
+    // A simple commit creates __consumer_offsets and stores a record in the group's partition.
+    let group = topic_name("g-delrec");
+    let c = consumer(&bs, &[("group.id", group.as_str())]);
+    let mut commit = TopicPartitionList::new();
+    commit
+        .add_partition_offset(&topic, 0, Offset::Offset(7))
+        .unwrap();
+    c.commit(&commit, CommitMode::Sync).expect("commit");
+    let internal = sluice::coordinator::partition_for(&group, 50);
+    let (low, high) = watermarks(&c, "__consumer_offsets", internal);
+    assert!(
+        high > low,
+        "the commit is stored in __consumer_offsets/{internal}"
+    );
+
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("__consumer_offsets", internal, Offset::End)
+        .unwrap();
+    let res = a
+        .delete_records(&tpl, &admin_opts())
+        .await
+        .expect("DeleteRecords request");
+    let e = res
+        .find_partition("__consumer_offsets", internal)
+        .expect("partition in DeleteRecords result");
+    let code = e.error().err().and_then(|err| err.rdkafka_error_code());
+    assert_eq!(
+        code,
+        Some(RDKafkaErrorCode::InvalidTopic),
+        "DeleteRecords on an internal topic is refused (error 17)"
+    );
+    assert_eq!(
+        watermarks(&c, "__consumer_offsets", internal),
+        (low, high),
+        "the internal topic's log start did not move"
+    );
+    let mut want = TopicPartitionList::new();
+    want.add_partition(&topic, 0);
+    let got = c
+        .committed_offsets(want, CLIENT_TIMEOUT)
+        .expect("OffsetFetch");
+    assert_eq!(
+        got.find_partition(&topic, 0).map(|e| e.offset()),
+        Some(Offset::Offset(7)),
+        "the committed offset is still there"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,9 @@
 //! DeleteRecords (key 21), v0-v2: move a partition's log start offset forward.
+//!
+//! Internal topics (`__consumer_offsets`, `__transaction_state`) are refused per partition
+//! with INVALID_TOPIC_EXCEPTION, as Kafka's `ReplicaManager.deleteRecords` does: their logs
+//! are the coordinators' state, and cutting them would lose committed offsets and
+//! transactions on the next load.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -25,6 +30,14 @@ pub async fn handle(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecor
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
             match meta {
+                Some(meta) if meta.internal => {
+                    tracing::debug!(
+                        topic = %meta.name,
+                        partition = p.partition_index,
+                        "DeleteRecords refused: cannot delete records of an internal topic"
+                    );
+                    entry.error_code = ResponseError::InvalidTopicException.code();
+                }
                 Some(meta) if meta.has_partition(p.partition_index) => {
                     items.push((
                         ctx.shard.owner_of(&meta.name, p.partition_index),
