@@ -11,6 +11,24 @@ use super::image::MetadataImage;
 use crate::partition::Partition;
 use crate::raft::ReplicateError;
 
+/// Test hook, never set in production: `SLUICE_TEST_PANIC_ON_TOPIC=<name>` makes the shard
+/// that opens a partition of topic `<name>` panic, so an end-to-end test can check that a
+/// shard panic stops the whole broker (`server::start`). Read once; it costs one comparison
+/// per partition opened, nowhere near a request.
+pub const TEST_PANIC_ON_TOPIC_ENV: &str = "SLUICE_TEST_PANIC_ON_TOPIC";
+
+/// The topic named by [`TEST_PANIC_ON_TOPIC_ENV`], if set (read on first use).
+pub fn test_panic_topic() -> Option<&'static str> {
+    static TOPIC: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    TOPIC
+        .get_or_init(|| {
+            std::env::var(TEST_PANIC_ON_TOPIC_ENV)
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
+        .as_deref()
+}
+
 /// The shard that owns `partition` of `topic` when `shards` shards run.
 ///
 /// Stable across restarts with the same shard count (FNV-1a of the name, not a seeded hash),
@@ -114,6 +132,12 @@ impl PartitionTable {
                 if let Some(existing) = self.get(&topic.name, index) {
                     existing.update_config(config.clone(), cache_budget_bytes);
                     continue;
+                }
+                if test_panic_topic() == Some(topic.name.as_str()) {
+                    panic!(
+                        "test hook {TEST_PANIC_ON_TOPIC_ENV}: shard {shard} opening {}/{index}",
+                        topic.name
+                    );
                 }
                 let partition = Partition::open(
                     Arc::from(topic.name.as_str()),

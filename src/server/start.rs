@@ -1,9 +1,17 @@
 //! Broker start-up and shutdown: checks, one pinned executor per core, recovery, serving,
 //! and a graceful stop on SIGINT/SIGTERM.
+//!
+//! A shard that panics stops the broker (fail-stop): its partitions would otherwise be dead
+//! while the other shards keep answering. A panic hook logs which shard panicked and why,
+//! then asks every shard to stop as on SIGTERM; if that does not finish within
+//! [`FAIL_STOP_BOUND`] the process exits anyway. Either way the exit status is non-zero,
+//! so a supervisor restarts the broker and recovery replays the log.
 
+use std::any::Any;
+use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +36,23 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// io_uring rings per shard that register the I/O buffer (main, poll, latency).
 const RINGS_PER_SHARD: u64 = 3;
+/// After a shard panicked, how long the other shards get to stop as on SIGTERM (drain,
+/// flush, close) before the process exits without them: a dead shard may hold a barrier
+/// or a thread join forever.
+const FAIL_STOP_BOUND: Duration = Duration::from_secs(DRAIN_TIMEOUT.as_secs() + 10);
+const _: () = assert!(FAIL_STOP_BOUND.as_secs() > DRAIN_TIMEOUT.as_secs());
+/// The exit status when the orderly stop after a shard panic did not finish in time
+/// (EX_SOFTWARE, an internal error); an orderly stop exits with 1 like any failed run.
+const FAIL_STOP_EXIT_CODE: i32 = 70;
+/// [`PANICKED_SHARD`] while no shard has panicked.
+const NO_SHARD: usize = usize::MAX;
+/// The first shard that panicked, or [`NO_SHARD`].
+static PANICKED_SHARD: AtomicUsize = AtomicUsize::new(NO_SHARD);
+
+thread_local! {
+    /// The shard this thread runs, set as its executor starts; the panic hook reads it.
+    static THREAD_SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+}
 
 /// Why a [`HostCheck`] refused the start, e.g. `tune::ProductionRefused`; shown as it
 /// displays itself.
@@ -60,6 +85,14 @@ pub enum StartError {
         /// glommio's error.
         reason: String,
     },
+    /// A shard panicked and the broker stopped rather than serve without its partitions.
+    #[error(
+        "shard {shard} panicked; the broker stopped. Restart it: recovery will replay the log"
+    )]
+    Panicked {
+        /// The shard that panicked first.
+        shard: usize,
+    },
     /// A shard failed while starting (recovery, binding).
     #[error("shard {shard} failed: {reason}")]
     Shard {
@@ -84,6 +117,13 @@ pub fn run(config: Config, host_check: HostCheck<'_>) -> Result<(), StartError> 
     let image = Arc::new(load_image(&config)?);
     sweep_deleted_topics(&config.data_dir, &image);
     install_signal_handler();
+    install_panic_hook();
+    if let Some(topic) = crate::cluster::partitions::test_panic_topic() {
+        tracing::warn!(
+            topic,
+            "test hook armed: the shard that opens a partition of this topic panics"
+        );
+    }
 
     let shards = config.cores.len();
     let mesh: MeshBuilder<ShardMsg, _> = MeshBuilder::full(shards, MESH_CHANNEL_CAPACITY);
@@ -93,7 +133,17 @@ pub fn run(config: Config, host_check: HostCheck<'_>) -> Result<(), StartError> 
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{shard_id}"))
             .io_memory(config.io_memory_per_shard_bytes)
-            .spawn(move || async move { shard_main(shard_id, cpu, config, mesh, image).await })
+            .spawn(move || {
+                THREAD_SHARD.with(|s| s.set(Some(shard_id)));
+                async move {
+                    let stopped = shard_main(shard_id, cpu, config, mesh, image).await;
+                    if stopped.is_err() {
+                        // At once, not when this shard's turn to be joined comes.
+                        stop_all_shards();
+                    }
+                    stopped
+                }
+            })
             .map_err(|e| StartError::Executor {
                 shard: shard_id,
                 cpu,
@@ -101,6 +151,8 @@ pub fn run(config: Config, host_check: HostCheck<'_>) -> Result<(), StartError> 
             })?;
         handles.push(handle);
     }
+    // Joined in order: a shard that fails (error or panic) stops the others at once
+    // (`stop_all_shards`), so a live shard never holds the join while another is dead.
     let mut first_error = None;
     for (shard, handle) in handles.into_iter().enumerate() {
         let outcome = match handle.join() {
@@ -115,6 +167,10 @@ pub fn run(config: Config, host_check: HostCheck<'_>) -> Result<(), StartError> 
             shard,
             reason: outcome,
         });
+    }
+    let panicked = PANICKED_SHARD.load(Ordering::SeqCst);
+    if panicked != NO_SHARD {
+        return Err(StartError::Panicked { shard: panicked });
     }
     match first_error {
         Some(e) => Err(e),
@@ -215,6 +271,68 @@ fn install_signal_handler() {
             tracing::warn!(error = %e, "cannot install signal handlers; SIGTERM will kill without a flush")
         }
     }
+}
+
+/// Installs, once per process, a panic hook that turns a panic on a shard thread into a
+/// stop of the whole broker, then runs the default hook (which prints the backtrace).
+fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some(shard) = THREAD_SHARD.with(Cell::get) {
+                fail_stop(shard, info);
+            }
+            default(info);
+        }));
+    });
+}
+
+/// Logs the panic of `shard`, asks every shard to stop as on SIGTERM, and starts the
+/// watchdog that exits the process if they do not within [`FAIL_STOP_BOUND`].
+fn fail_stop(shard: usize, info: &std::panic::PanicHookInfo<'_>) {
+    let message = panic_message(info.payload());
+    let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+    tracing::error!(
+        shard,
+        %location,
+        "shard {shard} panicked: {message}; the broker is stopping; restart it, recovery will replay the log"
+    );
+    let _ = PANICKED_SHARD.compare_exchange(NO_SHARD, shard, Ordering::SeqCst, Ordering::SeqCst);
+    stop_all_shards();
+}
+
+/// Asks every shard to stop as on SIGTERM because one of them failed, and (once) starts the
+/// watchdog that exits the process if they do not stop within [`FAIL_STOP_BOUND`].
+fn stop_all_shards() {
+    static WATCHDOG_STARTED: AtomicBool = AtomicBool::new(false);
+    SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
+    if WATCHDOG_STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let watchdog = std::thread::Builder::new()
+        .name("fail-stop".into())
+        .spawn(|| {
+            std::thread::sleep(FAIL_STOP_BOUND);
+            tracing::error!(
+                bound_secs = FAIL_STOP_BOUND.as_secs(),
+                "the broker did not stop in time after a shard failed; exiting now"
+            );
+            std::process::exit(FAIL_STOP_EXIT_CODE);
+        });
+    if let Err(e) = watchdog {
+        tracing::error!(error = %e, "cannot start the fail-stop watchdog; exiting now");
+        std::process::exit(FAIL_STOP_EXIT_CODE);
+    }
+}
+
+/// The message a panic was raised with (`panic!` carries a `&str` or a `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// The life of one shard.

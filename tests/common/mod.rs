@@ -124,6 +124,8 @@ pub struct Broker {
     pub args: Vec<String>,
     /// Current log file (one per start: broker-1.log, broker-2.log, ...).
     pub log_path: PathBuf,
+    /// Extra environment variables for the broker process (test hooks), reused by `restart`.
+    pub env: Vec<(String, String)>,
     starts: u32,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
@@ -138,6 +140,12 @@ impl Broker {
     /// Start a broker with `--cores 2` plus the given extra flags
     /// (e.g. `&["--auto-create-topics", "false"]`).
     pub fn start_with(extra: &[&str]) -> Broker {
+        Broker::start_with_env(extra, &[])
+    }
+
+    /// Start a broker with `--cores 2`, the given extra flags and environment variables
+    /// (e.g. a test hook such as `SLUICE_TEST_PANIC_ON_TOPIC`).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
         let tmp = tempfile::Builder::new()
             .prefix("sluice-e2e-")
             .tempdir()
@@ -145,6 +153,10 @@ impl Broker {
         let root = tmp.path().to_path_buf();
         let mut b = Broker::new_in(root, extra);
         b._tmp = Some(tmp);
+        b.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         b.spawn_and_wait();
         b
     }
@@ -163,6 +175,7 @@ impl Broker {
             kafka_port,
             admin_port,
             args,
+            env: Vec::new(),
             starts: 0,
             child: None,
             _tmp: None,
@@ -181,6 +194,7 @@ impl Broker {
             .open(&self.log_path)
             .expect("create broker log");
         let mut cmd = broker_command(&self.data_dir, self.kafka_port, self.admin_port, &self.args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdout(log.try_clone().unwrap()).stderr(log);
         let child = cmd
             .spawn()
@@ -234,6 +248,27 @@ impl Broker {
             None => false,
             Some(c) => c.try_wait().unwrap().is_none(),
         }
+    }
+
+    /// Waits up to `timeout` for the broker to exit by itself; its exit status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.child.as_mut()?.try_wait().unwrap();
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The whole current broker log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// The last 8 KiB of the current broker log.
