@@ -152,9 +152,9 @@ fn metrics_reflect_traffic_and_lag_and_bad_http_is_refused() {
     );
     assert!(m[&format!("sluice_topic_records_in_total{{topic=\"{topic}\"}}")] >= 10.0);
     assert!(m[&format!("sluice_topic_bytes_in_total{{topic=\"{topic}\"}}")] > 0.0);
-    let p50 = m["sluice_request_latency_quantile_seconds{api=\"Produce\",quantile=\"p50\"}"];
-    let p99 = m["sluice_request_latency_quantile_seconds{api=\"Produce\",quantile=\"p99\"}"];
-    let max = m["sluice_request_latency_quantile_seconds{api=\"Produce\",quantile=\"max\"}"];
+    let p50 = m["sluice_request_latency_quantile_seconds{api=\"Produce\",quantile=\"0.5\"}"];
+    let p99 = m["sluice_request_latency_quantile_seconds{api=\"Produce\",quantile=\"0.99\"}"];
+    let max = m["sluice_request_latency_quantile_seconds{api=\"Produce\",quantile=\"1\"}"];
     assert!(
         p50 > 0.0 && p50 <= p99 && p99 <= max,
         "percentiles ordered: {p50} {p99} {max}"

@@ -13,8 +13,10 @@ pub const BUCKETS_US: &[u64] = &[
     1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
-/// The quantiles exposed as gauges next to every histogram.
-const QUANTILES: &[(&str, f64)] = &[("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)];
+/// The quantiles exposed as gauges next to every histogram, labelled the way Prometheus
+/// labels a summary's quantiles (`quantile="0.99"`), so standard dashboards read them
+/// without relabelling; the maximum is `quantile="1"`.
+const QUANTILES: &[(&str, f64)] = &[("0.5", 0.5), ("0.9", 0.9), ("0.99", 0.99), ("0.999", 0.999)];
 
 fn api_name(key: i16) -> String {
     ApiKey::try_from(key)
@@ -64,7 +66,7 @@ fn quantiles(out: &mut String, name: &str, labels: &str, h: &LatencyHistogram) {
     }
     let _ = writeln!(
         out,
-        "{name}_seconds{{{labels}{sep}quantile=\"max\"}} {}",
+        "{name}_seconds{{{labels}{sep}quantile=\"1\"}} {}",
         seconds(h.max_us())
     );
 }
