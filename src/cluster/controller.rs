@@ -295,14 +295,19 @@ impl Controller {
                     tracing::error!(error = %e, "persisting metadata failed; change not applied");
                     return Err(e.to_string());
                 }
+                // Two phases: every shard opens its partitions of the new image, then every
+                // shard publishes it. A shard that shows a partition to a request thus never
+                // routes it to an owner still opening it.
                 for target in 0..shard0.count {
                     let image = next.clone();
-                    let installed = shard0
+                    let opened = shard0
                         .invoke_on(target, move |s| async move {
-                            s.install_image(image).await.map_err(|e| e.to_string())
+                            s.open_partitions_for(&image)
+                                .await
+                                .map_err(|e| e.to_string())
                         })
                         .await;
-                    match installed {
+                    match opened {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             tracing::error!(shard = target, error = %e, "installing metadata")
@@ -310,6 +315,15 @@ impl Controller {
                         Err(e) => {
                             tracing::error!(shard = target, error = %e, "installing metadata")
                         }
+                    }
+                }
+                for target in 0..shard0.count {
+                    let image = next.clone();
+                    let published = shard0
+                        .invoke_on(target, move |s| async move { s.publish_image(image) })
+                        .await;
+                    if let Err(e) = published {
+                        tracing::error!(shard = target, error = %e, "publishing metadata");
                     }
                 }
                 Ok(results)

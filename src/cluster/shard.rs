@@ -91,24 +91,44 @@ impl Shard {
         self.image.borrow().clone()
     }
 
-    /// Installs a newer image and brings this shard's partitions in line with it.
+    /// Installs a newer image on this shard alone: its partitions first, then the image
+    /// requests see (start-up, where a barrier keeps clients out until every shard is done).
     pub async fn install_image(
         &self,
         image: Arc<MetadataImage>,
     ) -> Result<(), crate::raft::ReplicateError> {
+        self.open_partitions_for(&image).await?;
+        self.publish_image(image);
+        Ok(())
+    }
+
+    /// Brings this shard's partitions in line with `image` (opens new ones, closes removed
+    /// ones) without showing `image` to requests yet. The controller runs this on every
+    /// shard before any shard publishes the image, so a request routed by a published
+    /// image always finds its partition open on the owner shard.
+    pub async fn open_partitions_for(
+        &self,
+        image: &MetadataImage,
+    ) -> Result<(), crate::raft::ReplicateError> {
         if image.version < self.image.borrow().version {
             return Ok(());
         }
-        *self.image.borrow_mut() = image.clone();
         self.partitions
             .apply(
-                &image,
+                image,
                 &self.config.data_dir,
                 self.id,
                 self.count,
                 self.cache_budget_bytes(),
             )
             .await
+    }
+
+    /// Makes `image` the one requests on this shard see (an older one is ignored).
+    pub fn publish_image(&self, image: Arc<MetadataImage>) {
+        if image.version >= self.image.borrow().version {
+            *self.image.borrow_mut() = image;
+        }
     }
 
     /// The tail-cache budget per partition: a quarter of the shard's memory split over its

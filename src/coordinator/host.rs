@@ -98,9 +98,6 @@ impl<S: Coordinated, L: CoordinatorLog> Host<S, L> {
             None => {}
         }
         let Some(log) = self.logs.log(partition) else {
-            if self.logs.opening(partition) {
-                return Err(self.loading(partition));
-            }
             return Err(self.not_served(partition));
         };
         self.slots.borrow_mut().insert(partition, Slot::Loading);

@@ -165,18 +165,4 @@ impl LogTable for ShardLogs {
             .map(|shard| shard.partitions.indexes_of(self.topic))
             .unwrap_or_default()
     }
-
-    fn opening(&self, partition: i32) -> bool {
-        let Some(shard) = self.shard.upgrade() else {
-            return false;
-        };
-        if shard.owner_of(self.topic, partition) != shard.id {
-            return false;
-        }
-        // Not in this shard's image yet: the caller routed by a newer one.
-        shard
-            .image()
-            .topic(self.topic)
-            .is_none_or(|t| partition < t.partitions)
-    }
 }

@@ -109,15 +109,6 @@ pub trait LogTable {
     fn log(&self, partition: i32) -> Option<Rc<Self::Log>>;
     /// Every partition of the topic this shard serves.
     fn served(&self) -> Vec<i32>;
-    /// Whether `partition` is not served yet but will be: metadata naming it reaches the
-    /// shards one at a time, and each opens its partitions after installing it, so a
-    /// caller routed by a newer image can arrive first. Such a caller is told to retry
-    /// (loading) rather than to look the coordinator up again (librdkafka fails an
-    /// explicit commit on NOT_COORDINATOR).
-    fn opening(&self, partition: i32) -> bool {
-        let _ = partition;
-        false
-    }
 }
 
 /// Why an input could not reach a working coordinator; each maps to a retriable Kafka

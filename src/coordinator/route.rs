@@ -3,17 +3,9 @@
 
 use std::future::Future;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
-use super::{CoordinatorError, InternalTopic, LogTable, ShardLogs};
+use super::{CoordinatorError, InternalTopic};
 use crate::cluster::Shard;
-
-/// How long a call waits on the owner shard for a partition of the internal topic that
-/// metadata names but the shard has not opened yet (the window right after the topic is
-/// created, while the shards open their partitions one after another).
-const OPENING_WAIT: Duration = Duration::from_secs(10);
-/// How often that wait looks again.
-const OPENING_POLL: Duration = Duration::from_millis(5);
 
 /// Java's `String.hashCode` over UTF-16 code units, so keys land on the same partition as
 /// in Kafka (tools and migrations rely on it).
@@ -82,26 +74,10 @@ impl InternalTopic {
         Fut: Future<Output = Result<T, CoordinatorError>> + 'static,
     {
         let (partition, owner) = self.locate(shard, key).await?;
-        let topic = self.name;
         shard
-            .invoke_on(owner, move |s| async move {
-                wait_opened(&s, topic, partition).await;
-                f(s, partition).await
-            })
+            .invoke_on(owner, move |s| f(s, partition))
             .await
             .map_err(|e| CoordinatorError::Unavailable(e.to_string()))?
-    }
-}
-
-/// Waits (bounded by [`OPENING_WAIT`]) while `shard` is still opening `partition` of
-/// `topic`, so a caller routed by newer metadata is served rather than refused: librdkafka
-/// fails an explicit commit on NOT_COORDINATOR and gives up on COORDINATOR_LOAD_IN_PROGRESS
-/// after a retry or two. Returns at once in the usual case (the partition is open).
-async fn wait_opened(shard: &Rc<Shard>, topic: &'static str, partition: i32) {
-    let logs = ShardLogs::new(shard, topic);
-    let deadline = Instant::now() + OPENING_WAIT;
-    while logs.log(partition).is_none() && logs.opening(partition) && Instant::now() < deadline {
-        glommio::timer::sleep(OPENING_POLL).await;
     }
 }
 

@@ -81,11 +81,7 @@ impl CoordinatorLog for MemLog {
 
 /// The partitions "this shard" serves; tests add and remove them.
 #[derive(Clone, Default)]
-pub(crate) struct MemLogs(
-    pub(crate) Rc<RefCell<AHashMap<i32, Rc<MemLog>>>>,
-    /// The partition being opened (metadata names it, its log is not there yet).
-    pub(crate) Rc<Cell<Option<i32>>>,
-);
+pub(crate) struct MemLogs(pub(crate) Rc<RefCell<AHashMap<i32, Rc<MemLog>>>>);
 
 impl MemLogs {
     /// Serves `log` as `partition` and returns it.
@@ -107,9 +103,5 @@ impl LogTable for MemLogs {
         let mut served: Vec<i32> = self.0.borrow().keys().copied().collect();
         served.sort_unstable();
         served
-    }
-
-    fn opening(&self, partition: i32) -> bool {
-        self.1.get() == Some(partition)
     }
 }

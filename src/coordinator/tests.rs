@@ -218,24 +218,6 @@ fn a_partition_no_longer_served_drops_the_state_on_append() {
 }
 
 #[test]
-fn a_partition_still_being_opened_answers_loading_then_serves() {
-    let logs = MemLogs::default();
-    logs.1.set(Some(3));
-    let host = host(&logs, &Clock::manual(0));
-    let err = block_on(host.execute(3, |t, now| t.add("x", 1, now)))
-        .err()
-        .expect("no log yet");
-    assert_eq!(err.code(), ResponseError::CoordinatorLoadInProgress.code());
-    let err = block_on(host.query(4, |_| ())).expect_err("never served here");
-    assert_eq!(err.code(), ResponseError::NotCoordinator.code());
-    logs.1.set(None);
-    logs.serve(3, MemLog::default());
-    let run = block_on(host.execute(3, |t, now| t.add("x", 1, now))).expect("opened");
-    run.persisted.expect("appended");
-    assert_eq!(total(&host, 3, "x"), Some(1));
-}
-
-#[test]
 fn a_call_during_loading_gets_the_loading_error() {
     let logs = MemLogs::default();
     let log = logs.serve(0, MemLog::default());
