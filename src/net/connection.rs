@@ -76,6 +76,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         if queue.send(task).await.is_err() {
             break;
         }
+        // A client pipelining many frames from one read buffer must not keep the shard from
+        // its other connections and the commit pipeline past the preemption budget.
+        glommio::yield_if_needed().await;
     }
     drop(queue);
     let _ = writer_task.await;

@@ -133,6 +133,7 @@ pub fn run(config: Config, host_check: HostCheck<'_>) -> Result<(), StartError> 
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{shard_id}"))
             .io_memory(config.io_memory_per_shard_bytes)
+            .preempt_timer(crate::util::priority::PREEMPT_TIMER)
             .spawn(move || {
                 THREAD_SHARD.with(|s| s.set(Some(shard_id)));
                 async move {
@@ -343,6 +344,8 @@ async fn shard_main(
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     image: Arc<MetadataImage>,
 ) -> Result<(), String> {
+    // Before anything is spawned: every task below inherits the latency queue.
+    crate::util::priority::install();
     let (senders, mut receivers) = mesh
         .join()
         .await
@@ -386,7 +389,9 @@ async fn shard_main(
         let admin = listener::bind(config.admin_addr)
             .map_err(|e| format!("binding admin address {}: {e}", config.admin_addr))?;
         tracing::info!(admin_addr = %config.admin_addr, "admin API ready (/metrics, /v1/status, /v1/partitions, /v1/health)");
-        glommio::spawn_local(crate::net::admin::serve(shard.clone(), admin)).detach();
+        // Its connections (metrics rendering among them) inherit the background queue.
+        crate::util::priority::spawn_background(crate::net::admin::serve(shard.clone(), admin))
+            .detach();
     }
     // Rebuild the group coordinators of this shard's __consumer_offsets partitions now
     // rather than on first use (requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS).
@@ -397,7 +402,7 @@ async fn shard_main(
     .detach();
     glommio::spawn_local(watch_for_shutdown(shard.clone())).detach();
     glommio::spawn_local(measure_task_queue_delay(shard.clone())).detach();
-    glommio::spawn_local(retention_loop(shard.clone())).detach();
+    crate::util::priority::spawn_background(retention_loop(shard.clone())).detach();
     listener::accept_loop(shard.clone(), listener).await;
     drain(&shard).await;
     shard.partitions.close_all().await;
@@ -435,7 +440,8 @@ async fn measure_task_queue_delay(shard: Rc<Shard>) {
     }
 }
 
-/// Enforces retention on this shard's partitions, in a low-priority task queue.
+/// Enforces retention and snapshots producer state on this shard's partitions; runs in the
+/// background queue and yields between partitions.
 async fn retention_loop(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(RETENTION_CHECK_INTERVAL).await;
@@ -454,6 +460,7 @@ async fn retention_loop(shard: Rc<Shard>) {
                     tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed")
                 }
             }
+            glommio::yield_if_needed().await;
         }
     }
 }

@@ -5,5 +5,6 @@
 
 pub mod clock;
 pub mod ids;
+pub mod priority;
 pub mod sync;
 pub mod units;

@@ -235,7 +235,7 @@ impl PartitionLog {
         *self.damage.borrow_mut() = Some(err.to_string());
         let lowered = segment_base_offset.min(self.recovery_point.get());
         let path = self.dir.join(RECOVERY_POINT_FILE);
-        glommio::spawn_local(async move {
+        crate::util::priority::spawn_background(async move {
             let written = glommio::executor()
                 .spawn_blocking(move || recovery::write_offset_file(&path, lowered))
                 .await;

@@ -60,7 +60,7 @@ impl PartitionLog {
                 // before the removal leaves an empty segment recovery reads past).
                 let remove = active.remove_job();
                 let path = active.path.clone();
-                glommio::spawn_local(async move {
+                crate::util::priority::spawn_background(async move {
                     if let Err(e) = glommio::executor().spawn_blocking(remove).await {
                         tracing::warn!(path = %path.display(), error = %e, "could not remove empty segment");
                     }
@@ -286,7 +286,7 @@ impl PartitionLog {
         let (persisting, recovery_point) = (self.persisting.clone(), self.recovery_point.clone());
         let (segments, truncations) = (self.segments.clone(), self.truncations.clone());
         let (dir, seen) = (self.dir.clone(), self.truncations.get());
-        glommio::spawn_local(async move {
+        crate::util::priority::spawn_background(async move {
             // Until none is left: segments sealed meanwhile are picked up too.
             while let Some(seg) = next_unpersisted(&segments) {
                 // A truncation since may have removed segments: no index may come back,
