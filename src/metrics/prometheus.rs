@@ -200,6 +200,16 @@ pub fn render(s: &Snapshot) -> String {
             "Connections refused by --max-connections.",
             s.connections_refused,
         ),
+        (
+            "sluice_commit_turns_total",
+            "Commit turns run (one concurrent fdatasync of every segment waiting for a flush).",
+            s.commit_turns,
+        ),
+        (
+            "sluice_commit_turn_files_total",
+            "Segment files flushed by commit turns (divide by turns for files per turn).",
+            s.commit_turn_files,
+        ),
     ] {
         let _ = writeln!(
             out,

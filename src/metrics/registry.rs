@@ -46,7 +46,10 @@ stages! {
     FetchWait => "fetch_long_poll_wait", "Time a fetch spent parked waiting for data (max_wait_ms).";
     FetchTotal => "fetch_total", "A whole Fetch request, decode to response ready.";
     StorageWrite => "storage_write", "One O_DIRECT write round of a segment (all dirty chunks, in parallel).";
-    Fdatasync => "fdatasync", "One fdatasync of a segment file (shared by every waiter of that round).";
+    Fdatasync => "fdatasync", "One fdatasync of a segment file (shared by every waiter of that turn).";
+    CommitTurnWait => "commit_turn_wait", "From a segment asking for a flush until the commit turn that flushes it starts.";
+    CommitFlush => "commit_flush", "One commit turn: the fdatasyncs of every segment in it, issued together.";
+    CommitNotify => "commit_notify", "From a turn making bytes durable until a waiting produce runs again.";
     ResponseWrite => "response_write", "Writing a response to the socket once it is next in order.";
     MeshRoundTrip => "mesh_round_trip", "Any cross-shard call, send to reply.";
     TaskQueueDelay => "task_queue_delay", "How late the shard's executor runs a task that became ready (scheduling delay).";
@@ -74,6 +77,8 @@ pub struct ShardMetrics {
     topics: AHashMap<String, TopicCounters>,
     connections_accepted: u64,
     connections_refused: u64,
+    commit_turns: u64,
+    commit_turn_files: u64,
 }
 
 impl Default for ShardMetrics {
@@ -85,6 +90,8 @@ impl Default for ShardMetrics {
             errors: AHashMap::new(),
             topics: AHashMap::new(),
             connections_accepted: 0,
+            commit_turns: 0,
+            commit_turn_files: 0,
             connections_refused: 0,
         }
     }
@@ -152,6 +159,14 @@ fn topic_entry<'a>(m: &'a mut ShardMetrics, topic: &str) -> &'a mut TopicCounter
         .expect("the topic entry was inserted just above")
 }
 
+/// Counts one commit turn of the shard's commit pipeline and the segment files it flushed.
+pub fn count_commit_turn(files: u64) {
+    with(|m| {
+        m.commit_turns += 1;
+        m.commit_turn_files += files;
+    });
+}
+
 /// Counts a connection accepted (`true`) or refused by the connection limit.
 pub fn count_connection(accepted: bool) {
     with(|m| {
@@ -216,6 +231,10 @@ pub struct Snapshot {
     pub connections_accepted: u64,
     /// Connections refused by the limit since start.
     pub connections_refused: u64,
+    /// Commit turns run since start.
+    pub commit_turns: u64,
+    /// Segment files flushed by those turns (files per turn = this / turns).
+    pub commit_turn_files: u64,
     /// Requests accepted and not yet answered (gauge).
     pub requests_in_flight: u64,
     /// Partitions and their sizes/offsets.
@@ -240,6 +259,8 @@ pub fn snapshot() -> Snapshot {
         topics: m.topics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         connections_accepted: m.connections_accepted,
         connections_refused: m.connections_refused,
+        commit_turns: m.commit_turns,
+        commit_turn_files: m.commit_turn_files,
         ..Snapshot::default()
     })
 }
@@ -283,6 +304,8 @@ impl Snapshot {
         self.connections_open += other.connections_open;
         self.connections_accepted += other.connections_accepted;
         self.connections_refused += other.connections_refused;
+        self.commit_turns += other.commit_turns;
+        self.commit_turn_files += other.commit_turn_files;
         self.requests_in_flight += other.requests_in_flight;
         self.partitions.extend(other.partitions);
         self.lag.extend(other.lag);

@@ -10,8 +10,11 @@
 //! Only one write round runs at a time (io_uring does not keep submission order and the
 //! partial tail block is rewritten at the same file range); a round writes from the first
 //! block that holds unwritten bytes, so acknowledged bytes are never written again except
-//! the partial block at the tail. One flush round runs at a time, alongside the next write
-//! round; it covers what was written when it started, and every waiter it covers shares it.
+//! the partial block at the tail. Flushes belong to the shard's commit pipeline
+//! ([`super::commit_pipeline`]): a segment with written bytes a waiter wants durable joins
+//! the next turn, which fdatasyncs it together with every other such segment of the shard,
+//! alongside the next write rounds; a flush covers what was written when its turn started,
+//! and every waiter it covers shares it.
 //!
 //! Failures: out of space (ENOSPC) on pre-allocation or write leaves everything as it was
 //! and refuses further rounds until [`Appender::truncate_to`] drops the unwritten bytes (the
@@ -26,9 +29,11 @@
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Instant;
 
 use glommio::io::{DmaBuffer, DmaFile};
 
+use crate::storage::commit_pipeline;
 use crate::storage::error::StorageError;
 use crate::storage::segment_file::{FileError, SegmentFile};
 use crate::util::sync::Notify;
@@ -129,6 +134,12 @@ pub(crate) struct Appender {
     /// Truncations waiting to take the appender: no new round starts meanwhile,
     /// so a steady stream of waiters cannot starve a truncation.
     exclusive_wanted: Cell<u32>,
+    /// Queued for the commit pipeline's next turn.
+    pub(super) flush_queued: Cell<bool>,
+    /// When it was queued (for the turn-wait histogram).
+    pub(super) queued_at: Cell<Option<Instant>>,
+    /// When a flush last moved `durable_pos` (for the commit-notify histogram).
+    durable_at: Cell<Option<Instant>>,
 }
 
 fn align_down(v: u64, a: u64) -> u64 {
@@ -275,6 +286,9 @@ impl Appender {
             sync_count: Cell::new(0),
             removed: Cell::new(false),
             exclusive_wanted: Cell::new(0),
+            flush_queued: Cell::new(false),
+            queued_at: Cell::new(None),
+            durable_at: Cell::new(None),
         }
     }
 
@@ -475,15 +489,20 @@ impl Appender {
         pos: u64,
         end_offset: i64,
     ) -> Result<(), StorageError> {
+        let mut waited = false;
         loop {
             self.check_failed()?;
             let written = {
                 let st = self.state.borrow();
                 if st.durable_pos >= pos {
+                    if let (true, Some(at)) = (waited, self.durable_at.get()) {
+                        crate::metrics::record(crate::metrics::Stage::CommitNotify, at.elapsed());
+                    }
                     return Ok(());
                 }
                 st.written_pos
             };
+            waited = true;
             self.check_truncated(pos, end_offset)?;
             if written < pos {
                 self.check_space()?;
@@ -503,56 +522,36 @@ impl Appender {
         notified.await;
     }
 
-    /// Starts the rounds waiters want and none is running: a write round when wanted bytes
-    /// are unwritten, a flush round when wanted bytes are written but not durable. Each runs
-    /// as its own task and kicks again when it ends.
-    fn kick(self: &Rc<Self>) {
-        // Each decision is taken just before its spawn: a spawned round may run (and end,
-        // kicking again) before `spawn_local` returns.
+    /// Starts what waiters want and is not running: a write round when wanted bytes are
+    /// unwritten (its own task, which kicks again when it ends), a place in the commit
+    /// pipeline's next turn when wanted bytes are written but not durable.
+    pub(super) fn kick(self: &Rc<Self>) {
+        // The decision is taken just before the spawn: a spawned round may run (and end,
+        // kicking again) before the spawn returns.
         if self.should_write() {
-            self.spawn_round(
-                |a| &a.writing,
-                |me| async move {
+            self.writing.set(true);
+            let ticket = commit_pipeline::write_started();
+            let me = self.clone();
+            crate::util::priority::spawn_latency(async move {
+                {
+                    let _guard = RoundGuard {
+                        flag: &me.writing,
+                        notify: &me.notify,
+                    };
+                    let _ticket = ticket;
                     if let Err((op, e)) = me.write_round().await {
                         me.on_error(op, e);
                     }
-                },
-            );
+                }
+                me.kick();
+                // A turn may have been waiting for this write.
+                commit_pipeline::poke();
+            })
+            .detach();
         }
         if self.should_sync() {
-            self.spawn_round(
-                |a| &a.syncing,
-                |me| async move {
-                    if let Err(e) = me.sync_round().await {
-                        // Never "out of space": a failed flush leaves unknown what reached
-                        // the disk, so it is never retried on the same data (fail-stop).
-                        me.fail(StorageError::io("fdatasync", &me.path, e.into_io()));
-                    }
-                },
-            );
+            commit_pipeline::want_flush(self);
         }
-    }
-
-    /// Runs `round` as its own task with `flag` set for its duration; when it ends the
-    /// flag is cleared, waiters are woken and the next wanted round is started.
-    fn spawn_round<F, Fut>(self: &Rc<Self>, flag: fn(&Appender) -> &Cell<bool>, round: F)
-    where
-        F: FnOnce(Rc<Self>) -> Fut + 'static,
-        Fut: std::future::Future<Output = ()> + 'static,
-    {
-        flag(self).set(true);
-        let me = self.clone();
-        glommio::spawn_local(async move {
-            {
-                let _guard = RoundGuard {
-                    flag: flag(&me),
-                    notify: &me.notify,
-                };
-                round(me.clone()).await;
-            }
-            me.kick();
-        })
-        .detach();
     }
 
     /// A write round is wanted and may start.
@@ -569,8 +568,14 @@ impl Appender {
         st.want_written.max(st.want_durable).min(st.end_pos) > st.written_pos
     }
 
-    /// A flush round is wanted and may start: wanted bytes are written but not durable.
+    /// A flush is wanted and the appender is not queued for one yet.
     fn should_sync(&self) -> bool {
+        !self.flush_queued.get() && self.flush_ready()
+    }
+
+    /// A flush is wanted and may start: wanted bytes are written but not durable, and no
+    /// flush or truncation holds the appender.
+    pub(super) fn flush_ready(&self) -> bool {
         if self.syncing.get()
             || self.held_write.get()
             || self.failure.borrow().is_some()
@@ -697,24 +702,52 @@ impl Appender {
         Ok(())
     }
 
-    /// One flush round: makes everything written when it starts durable.
-    async fn sync_round(&self) -> Result<(), FileError> {
-        let (cover_pos, cover_offset) = {
-            let st = self.state.borrow();
-            (st.written_pos, st.written_offset)
-        };
+    /// Joins a commit turn: marks the flush running and returns what it will cover
+    /// (everything written now).
+    pub(super) fn begin_flush(&self) -> (u64, i64) {
+        self.syncing.set(true);
+        let st = self.state.borrow();
+        (st.written_pos, st.written_offset)
+    }
+
+    /// The turn's fdatasync of this segment's file.
+    pub(super) async fn flush_file(&self) -> Result<(), FileError> {
         let file = self.file.borrow().clone();
         if let Some(file) = file {
             self.sync_count.set(self.sync_count.get() + 1);
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let synced = file.fdatasync().await;
             crate::metrics::record(crate::metrics::Stage::Fdatasync, started.elapsed());
             synced?;
         }
-        let mut st = self.state.borrow_mut();
-        st.durable_pos = st.durable_pos.max(cover_pos);
-        st.durable_offset = st.durable_offset.max(cover_offset);
         Ok(())
+    }
+
+    /// Applies the outcome of the turn's flush: what was written when it started is
+    /// durable, or the appender is poisoned. Never "out of space": a failed flush leaves
+    /// unknown what reached the disk, so it is never retried on the same data (fail-stop).
+    pub(super) fn settle_flush(
+        &self,
+        (cover_pos, cover_offset): (u64, i64),
+        result: Result<(), FileError>,
+    ) {
+        match result {
+            Ok(()) => {
+                let mut st = self.state.borrow_mut();
+                st.durable_pos = st.durable_pos.max(cover_pos);
+                st.durable_offset = st.durable_offset.max(cover_offset);
+                self.durable_at.set(Some(Instant::now()));
+            }
+            Err(e) => {
+                self.fail(StorageError::io("fdatasync", &self.path, e.into_io()));
+            }
+        }
+    }
+
+    /// Ends this segment's part in a turn and wakes its waiters.
+    pub(super) fn end_flush(&self) {
+        self.syncing.set(false);
+        self.notify.notify_all();
     }
 }
 

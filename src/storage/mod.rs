@@ -11,6 +11,7 @@ pub mod records;
 
 pub mod appender;
 mod cache;
+mod commit_pipeline;
 mod dma_open;
 mod index;
 mod recovery;

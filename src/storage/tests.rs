@@ -12,6 +12,7 @@ use crate::storage::log::{LogConfig, PartitionLog};
 
 mod damage;
 mod faults;
+mod pipeline;
 mod power_cut;
 mod truncate;
 

@@ -110,6 +110,11 @@ pub(crate) struct SimFile {
     faults: Faults,
     /// Writes fail with ENOSPC once `allocated` would exceed this (0 = unlimited).
     capacity: Cell<u64>,
+    /// How many more flushes may complete (None: all); the others wait in flight (a slow
+    /// device, for pipeline tests).
+    flush_permits: Cell<Option<u32>>,
+    /// Yields every operation takes at least (a device that never answers synchronously).
+    min_yields: Cell<u64>,
 }
 
 fn eio() -> FileError {
@@ -148,6 +153,8 @@ impl SimFile {
             }),
             faults,
             capacity: Cell::new(0),
+            flush_permits: Cell::new(None),
+            min_yields: Cell::new(0),
         }
     }
 
@@ -162,7 +169,7 @@ impl SimFile {
     }
 
     async fn settle(&self) {
-        let yields = self.state.borrow_mut().rng.below(4);
+        let yields = self.min_yields.get() + self.state.borrow_mut().rng.below(4);
         for _ in 0..yields {
             yield_now().await;
         }
@@ -230,6 +237,16 @@ impl SimFile {
             (st.flushes, st.pending.len())
         };
         self.settle().await;
+        loop {
+            match self.flush_permits.get() {
+                None => break,
+                Some(n) if n > 0 => {
+                    self.flush_permits.set(Some(n - 1));
+                    break;
+                }
+                Some(_) => yield_now().await,
+            }
+        }
         let mut st = self.state.borrow_mut();
         st.flushing = false;
         let covered = covered.min(st.pending.len());
@@ -294,6 +311,23 @@ impl SimFile {
     /// A description of the first write that started below the floor, if any.
     pub(crate) fn rewrite(&self) -> Option<String> {
         self.state.borrow().rewrite.clone()
+    }
+
+    /// Makes every operation yield at least `yields` times before it completes, as a real
+    /// device's completion arrives only after the executor's current tasks ran.
+    pub(crate) fn set_min_yields(&self, yields: u64) {
+        self.min_yields.set(yields);
+    }
+
+    /// Lets only `permits` more flushes complete (None: all); the others stay in flight
+    /// until allowed. A device that is slow to flush, so a test can act while one runs.
+    pub(crate) fn limit_flushes(&self, permits: Option<u32>) {
+        self.flush_permits.set(permits);
+    }
+
+    /// Whether a flush is in flight.
+    pub(crate) fn is_flushing(&self) -> bool {
+        self.state.borrow().flushing
     }
 
     /// Flushes issued so far.

@@ -1,0 +1,185 @@
+//! The shard's commit pipeline: one flush turn at a time for every segment of the shard.
+//!
+//! Write rounds run as soon as a waiter wants bytes written, per segment, and never wait for
+//! a flush. Flushes are grouped: a segment whose written bytes a waiter wants durable queues
+//! here, and a *turn* fdatasyncs every queued segment concurrently. Only one turn runs at a
+//! time; segments that ask while it runs go into the next turn, which starts the moment this
+//! one ends. So the next turn's writes proceed while this turn's flushes are in flight, and
+//! N busy partitions cost the shard one turn (the device coalesces the concurrent flushes),
+//! not N flushes in series.
+//!
+//! A turn waits for the write rounds that were in flight when it became due (it would start
+//! a moment before the writes of one produce request to several partitions all land and
+//! leave most of them for the next turn), but not for writes started after that, so a steady
+//! stream of writes cannot hold a turn back.
+//!
+//! State is per shard thread; it is reset when a different executor runs on the thread
+//! (tests run many executors on one thread).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::metrics::{self, Stage};
+
+use super::appender::Appender;
+
+/// This thread's pipeline.
+#[derive(Default)]
+struct Pipeline {
+    /// The executor this state belongs to.
+    executor: Cell<Option<usize>>,
+    /// Segments that want a flush and are not in the running turn, in the order they asked.
+    queued: RefCell<Vec<Rc<Appender>>>,
+    /// Sequence numbers of the write rounds in flight.
+    writes: RefCell<Vec<u64>>,
+    next_write: Cell<u64>,
+    /// Set when a turn became due: writes numbered below it are waited for.
+    barrier: Cell<Option<u64>>,
+    turn_running: Cell<bool>,
+    turns: Cell<u64>,
+    files_flushed: Cell<u64>,
+}
+
+thread_local! {
+    static PIPELINE: Pipeline = Pipeline::default();
+}
+
+fn with<R>(f: impl FnOnce(&Pipeline) -> R) -> R {
+    PIPELINE.with(|p| {
+        let id = glommio::executor().id();
+        if p.executor.get() != Some(id) {
+            p.queued.borrow_mut().clear();
+            p.writes.borrow_mut().clear();
+            p.barrier.set(None);
+            p.turn_running.set(false);
+            p.executor.set(Some(id));
+        }
+        f(p)
+    })
+}
+
+/// A write round in flight, as the pipeline sees it; dropping it ends the round.
+pub(crate) struct WriteTicket(u64);
+
+impl Drop for WriteTicket {
+    fn drop(&mut self) {
+        // No executor access here: this may run while an executor is torn down.
+        let _ = PIPELINE.try_with(|p| p.writes.borrow_mut().retain(|s| *s != self.0));
+    }
+}
+
+/// Registers a write round about to start.
+pub(crate) fn write_started() -> WriteTicket {
+    with(|p| {
+        let seq = p.next_write.get();
+        p.next_write.set(seq + 1);
+        p.writes.borrow_mut().push(seq);
+        WriteTicket(seq)
+    })
+}
+
+/// Queues `appender` for the next turn (once) and starts that turn when it is due.
+pub(crate) fn want_flush(appender: &Rc<Appender>) {
+    with(|p| {
+        if !appender.flush_queued.replace(true) {
+            appender.queued_at.set(Some(Instant::now()));
+            p.queued.borrow_mut().push(appender.clone());
+        }
+    });
+    poke();
+}
+
+/// Starts the next turn if it is due: segments are queued, no turn runs, and every write
+/// that was in flight when the turn became due has ended. Called whenever one of those
+/// changes.
+pub(crate) fn poke() {
+    let turn = with(|p| {
+        if p.turn_running.get() || p.queued.borrow().is_empty() {
+            return None;
+        }
+        let barrier = p.barrier.get().unwrap_or(p.next_write.get());
+        p.barrier.set(Some(barrier));
+        if p.writes.borrow().iter().any(|s| *s < barrier) {
+            return None;
+        }
+        p.barrier.set(None);
+        let queued = std::mem::take(&mut *p.queued.borrow_mut());
+        let mut members = Vec::with_capacity(queued.len());
+        for appender in queued {
+            appender.flush_queued.set(false);
+            // Not ready any more (a truncation holds it, it failed, or another flush made
+            // it durable): it asks again when it has something to flush.
+            if appender.flush_ready() {
+                members.push(appender);
+            }
+        }
+        if members.is_empty() {
+            return None;
+        }
+        p.turn_running.set(true);
+        p.turns.set(p.turns.get() + 1);
+        p.files_flushed
+            .set(p.files_flushed.get() + members.len() as u64);
+        metrics::registry::count_commit_turn(members.len() as u64);
+        Some(members)
+    });
+    if let Some(members) = turn {
+        run_turn(members);
+    }
+}
+
+/// Ends a turn however its task ends (also when the executor drops it): the members are
+/// released and the next turn may start.
+struct TurnGuard {
+    members: Vec<Rc<Appender>>,
+}
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        for member in &self.members {
+            member.end_flush();
+        }
+        let _ = PIPELINE.try_with(|p| p.turn_running.set(false));
+    }
+}
+
+fn run_turn(members: Vec<Rc<Appender>>) {
+    let now = Instant::now();
+    let covers: Vec<(u64, i64)> = members
+        .iter()
+        .map(|m| {
+            if let Some(at) = m.queued_at.take() {
+                metrics::record(Stage::CommitTurnWait, now.duration_since(at));
+            }
+            m.begin_flush()
+        })
+        .collect();
+    crate::util::priority::spawn_latency(async move {
+        let mut guard = TurnGuard { members };
+        let started = Instant::now();
+        let results = futures::future::join_all(guard.members.iter().map(|m| m.flush_file())).await;
+        metrics::record(Stage::CommitFlush, started.elapsed());
+        for ((member, cover), result) in guard.members.iter().zip(covers).zip(results) {
+            member.settle_flush(cover, result);
+        }
+        // Hand every member back while the turn still counts as running, so one that asks
+        // again at once does not start a turn the others then miss.
+        let members = std::mem::take(&mut guard.members);
+        for member in &members {
+            member.end_flush();
+        }
+        for member in &members {
+            member.kick();
+        }
+        drop(guard);
+        poke();
+    })
+    .detach();
+}
+
+/// Turns run and segment flushes issued on this executor so far: (turns, files).
+#[cfg(test)]
+pub(crate) fn counts() -> (u64, u64) {
+    with(|p| (p.turns.get(), p.files_flushed.get()))
+}
