@@ -6,4 +6,4 @@ mod barrier;
 mod notify;
 
 pub use barrier::PeerBarrier;
-pub use notify::{Notified, Notify};
+pub use notify::{Notified, Notify, WakeSet};

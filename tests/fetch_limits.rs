@@ -1,0 +1,253 @@
+//! Fetch honours `max_bytes` and `min_bytes` the way Kafka does.
+//!
+//! A consumer with a small `fetch.max.bytes` reading many full partitions must get responses
+//! of about that size (librdkafka drops the connection when a response exceeds
+//! `receive.message.max.bytes`, and reconnects into the same oversized answer forever), and
+//! a long poll must wait until `min_bytes` are ready, not answer at the first commit.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::raw::{name, record_batch, Conn};
+use common::*;
+use kafka_protocol::messages::*;
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 8;
+/// Per partition: 6 × 100 KiB, more than one response's worth in each.
+const RECORDS_PER_PARTITION: usize = 6;
+const RECORD_BYTES: usize = 100 * 1024;
+
+fn fill(broker: &Broker, topic: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        create_topic(&admin(&broker.bootstrap()), topic, PARTITIONS, &[]).await;
+        let producer = producer(&broker.bootstrap(), &[("acks", "all")]);
+        let value = vec![b'x'; RECORD_BYTES];
+        for p in 0..PARTITIONS {
+            for _ in 0..RECORDS_PER_PARTITION {
+                producer
+                    .send(
+                        FutureRecord::<(), _>::to(topic)
+                            .partition(p)
+                            .payload(&value),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap_or_else(|(e, _)| panic!("produce to {topic}/{p}: {e}"));
+            }
+        }
+    });
+}
+
+/// A v12 fetch of every partition from offset 0.
+fn fetch_all(
+    conn: &mut Conn,
+    topic: &str,
+    max_bytes: i32,
+    partition_max_bytes: i32,
+) -> FetchResponse {
+    let partitions = (0..PARTITIONS)
+        .map(|p| {
+            fetch_request::FetchPartition::default()
+                .with_partition(p)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(partition_max_bytes)
+        })
+        .collect();
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(partitions)]);
+    match conn.call(ApiKey::Fetch, 12, &RequestKind::Fetch(request)) {
+        Ok(ResponseKind::Fetch(r)) => r,
+        other => panic!("fetch: {other:?}"),
+    }
+}
+
+fn record_bytes(r: &FetchResponse) -> Vec<usize> {
+    r.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+        .collect()
+}
+
+#[test]
+fn a_fetch_response_stays_within_max_bytes_across_many_full_partitions() {
+    let broker = Broker::start();
+    let topic = "fetch-max-bytes";
+    fill(&broker, topic);
+    let mut conn = Conn::open(broker.addr());
+
+    // 1 MiB per partition would be 8 MiB in all; the response limit is 1 MiB.
+    let r = fetch_all(&mut conn, topic, 1 << 20, 1 << 20);
+    let sizes = record_bytes(&r);
+    let total: usize = sizes.iter().sum();
+    assert!(
+        total > 0 && total <= 1 << 20,
+        "a fetch with max_bytes 1 MiB returned {total} bytes of records ({sizes:?})"
+    );
+    for p in &r.responses[0].partitions {
+        assert_eq!(
+            p.error_code, 0,
+            "partition {} answered an error",
+            p.partition_index
+        );
+        // Whole batches only: every byte decodes.
+        let records = p.records.clone().unwrap_or_default();
+        let batches = common::raw::decode_batches(&records);
+        let decoded: usize = batches.iter().map(|(_, _, v)| v.len()).sum();
+        assert!(
+            records.is_empty() || decoded > 0,
+            "partition {} returned bytes that are not whole batches",
+            p.partition_index
+        );
+    }
+
+    // A limit smaller than one batch still returns that first batch (KIP-74), and nothing
+    // else.
+    let r = fetch_all(&mut conn, topic, 1000, 1 << 20);
+    let sizes = record_bytes(&r);
+    let nonempty: Vec<usize> = sizes.iter().copied().filter(|&n| n > 0).collect();
+    assert_eq!(
+        nonempty.len(),
+        1,
+        "max_bytes below one batch must return exactly one partition's first batch: {sizes:?}"
+    );
+    let first = r.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        common::raw::decode_batches(&first).len(),
+        1,
+        "only the first batch may exceed max_bytes"
+    );
+}
+
+#[test]
+fn a_consumer_with_a_small_fetch_max_bytes_reads_many_full_partitions() {
+    let broker = Broker::start();
+    let topic = "fetch-max-bytes-consumer";
+    fill(&broker, topic);
+    // librdkafka closes the connection when a response exceeds receive.message.max.bytes,
+    // which must only be a little larger than fetch.max.bytes.
+    let consumer = consumer(
+        &broker.bootstrap(),
+        &[
+            ("fetch.max.bytes", "1048576"),
+            ("receive.message.max.bytes", "1200000"),
+            ("max.partition.fetch.bytes", "1048576"),
+        ],
+    );
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let want = PARTITIONS as usize * RECORDS_PER_PARTITION;
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got < want {
+        assert!(
+            Instant::now() < deadline,
+            "got {got} of {want} records: the consumer did not make progress\n{}",
+            broker.log_tail()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                assert_eq!(m.payload().map(<[u8]>::len), Some(RECORD_BYTES));
+                got += 1;
+            }
+            Some(Err(e)) => panic!("consumer error after {got} records: {e}"),
+            None => {}
+        }
+    }
+}
+
+/// Produces `count` small batches, one request each, to partitions 0 and 1 in turn (two
+/// partitions on two shards).
+fn produce_small(addr: std::net::SocketAddr, topic: &str, count: usize) -> usize {
+    let mut conn = Conn::open(addr);
+    let mut bytes = 0;
+    for i in 0..count {
+        let batch = record_batch(&format!("record {i:04} {}", "y".repeat(40)));
+        bytes += batch.len();
+        let p = produce_request::PartitionProduceData::default()
+            .with_index((i % 2) as i32)
+            .with_records(Some(batch));
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![p])]);
+        match conn.call(ApiKey::Produce, 9, &RequestKind::Produce(request)) {
+            Ok(ResponseKind::Produce(r)) => {
+                assert_eq!(r.responses[0].partition_responses[0].error_code, 0)
+            }
+            other => panic!("produce: {other:?}"),
+        }
+    }
+    bytes
+}
+
+#[test]
+fn a_long_poll_waits_for_min_bytes_not_for_the_first_commit() {
+    let broker = Broker::start();
+    let topic = "fetch-min-bytes";
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(create_topic(&admin(&broker.bootstrap()), topic, 2, &[]));
+
+    // Small batches land one by one on two partitions owned by different shards while a
+    // fetch of both waits for 3,000 bytes: it must answer with at least that much, not with
+    // the first batch that commits.
+    let min_bytes = 3000;
+    let addr = broker.addr();
+    let fetcher = std::thread::spawn(move || {
+        let mut conn = Conn::open(addr);
+        let partitions = (0..2)
+            .map(|p| {
+                fetch_request::FetchPartition::default()
+                    .with_partition(p)
+                    .with_current_leader_epoch(-1)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)
+            })
+            .collect();
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(12_000)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(name("fetch-min-bytes"))
+                .with_partitions(partitions)]);
+        match conn.call(ApiKey::Fetch, 12, &RequestKind::Fetch(request)) {
+            Ok(ResponseKind::Fetch(r)) => record_bytes(&r).iter().sum::<usize>(),
+            other => panic!("fetch: {other:?}"),
+        }
+    });
+    // Let the fetch park first (an early start only makes it read more at once).
+    std::thread::sleep(Duration::from_millis(300));
+    let produced = produce_small(addr, topic, 60);
+    assert!(
+        produced >= min_bytes as usize,
+        "the test produces too little"
+    );
+    let fetched = fetcher.join().expect("fetch thread");
+    assert!(
+        fetched >= min_bytes as usize,
+        "a long poll for {min_bytes} bytes answered with {fetched}"
+    );
+}
