@@ -54,7 +54,7 @@ pub(super) async fn gather(
     let mut have = vec![0usize; groups.len()];
     let mut cancels: Vec<Option<oneshot::Sender<()>>> = groups.iter().map(|_| None).collect();
     let mut calls = FuturesUnordered::new();
-    let mut call =
+    let call =
         |g: usize, until_bytes: usize, cancels: &mut Vec<Option<oneshot::Sender<()>>>| {
             let group = &groups[g];
             let hold = long_poll.then_some(Hold {
