@@ -530,7 +530,6 @@ impl Appender {
         // kicking again) before the spawn returns.
         if self.should_write() {
             self.writing.set(true);
-            let ticket = commit_pipeline::write_started();
             let me = self.clone();
             crate::util::priority::spawn_latency(async move {
                 {
@@ -538,14 +537,11 @@ impl Appender {
                         flag: &me.writing,
                         notify: &me.notify,
                     };
-                    let _ticket = ticket;
                     if let Err((op, e)) = me.write_round().await {
                         me.on_error(op, e);
                     }
                 }
                 me.kick();
-                // A turn may have been waiting for this write.
-                commit_pipeline::poke();
             })
             .detach();
         }

@@ -1,4 +1,4 @@
-//! The shard's commit pipeline: flushes of many segments share one turn, the next turn's
+//! The shard's commit pipeline: flushes of segments that ask together share one turn, the next turn's
 //! writes run while a turn's flushes are in flight, and a waiter is released exactly when a
 //! flush that started after its bytes were written completes.
 
@@ -46,11 +46,20 @@ fn wait_durable(appender: &Rc<Appender>, pos: u64) -> Rc<Cell<bool>> {
 }
 
 #[test]
-fn one_turn_flushes_every_partition_a_request_touched() {
+fn segments_that_ask_while_a_turn_runs_share_the_next_turn() {
     run(async {
+        // A busy partition's flush is in flight.
+        let (busy_sim, busy) = segment(9);
+        busy_sim.limit_flushes(Some(0));
+        let busy_end = busy.append(&[9u8; 500], 1);
+        let busy_waiter = wait_durable(&busy, busy_end);
+        settle().await;
+        assert!(busy_sim.is_flushing());
+
         let segments: Vec<_> = (0..4).map(segment).collect();
         let (turns_before, files_before) = commit_pipeline::counts();
-        // One produce request to four partitions: four appends, four acks=all waiters.
+        // Meanwhile one produce request to four partitions: four appends, four acks=all
+        // waiters, their bytes written while the busy partition's turn runs.
         let waiters: Vec<_> = segments
             .iter()
             .map(|(_, a)| {
@@ -59,6 +68,15 @@ fn one_turn_flushes_every_partition_a_request_touched() {
             })
             .collect();
         settle().await;
+        assert!(segments.iter().all(|(sim, _)| sim.flushes() == 0));
+        assert!(
+            waiters.iter().all(|w| !w.get()),
+            "not durable before a flush"
+        );
+
+        busy_sim.limit_flushes(None);
+        settle().await;
+        assert!(busy_waiter.get());
         assert!(waiters.iter().all(|w| w.get()), "every waiter is released");
         let (turns, files) = commit_pipeline::counts();
         assert_eq!(

@@ -54,28 +54,27 @@ pub(super) async fn gather(
     let mut have = vec![0usize; groups.len()];
     let mut cancels: Vec<Option<oneshot::Sender<()>>> = groups.iter().map(|_| None).collect();
     let mut calls = FuturesUnordered::new();
-    let call =
-        |g: usize, until_bytes: usize, cancels: &mut Vec<Option<oneshot::Sender<()>>>| {
-            let group = &groups[g];
-            let hold = long_poll.then_some(Hold {
-                deadline,
-                until_bytes,
-            });
-            let (cancel_tx, cancel_rx) = oneshot::channel();
-            cancels[g] = Some(cancel_tx);
-            let specs: Vec<ReadSpec> = group.members.iter().map(|&i| specs[i].1.clone()).collect();
-            let shard = ctx.shard.clone();
-            let target = group.owner;
-            async move {
-                let sent = Instant::now();
-                let reply = shard
-                    .invoke_on(target, move |owner| {
-                        owner::serve(owner, specs, budget, hold, Some(cancel_rx))
-                    })
-                    .await;
-                (g, sent.elapsed(), reply)
-            }
-        };
+    let call = |g: usize, until_bytes: usize, cancels: &mut Vec<Option<oneshot::Sender<()>>>| {
+        let group = &groups[g];
+        let hold = long_poll.then_some(Hold {
+            deadline,
+            until_bytes,
+        });
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        cancels[g] = Some(cancel_tx);
+        let specs: Vec<ReadSpec> = group.members.iter().map(|&i| specs[i].1.clone()).collect();
+        let shard = ctx.shard.clone();
+        let target = group.owner;
+        async move {
+            let sent = Instant::now();
+            let reply = shard
+                .invoke_on(target, move |owner| {
+                    owner::serve(owner, specs, budget, hold, Some(cancel_rx))
+                })
+                .await;
+            (g, sent.elapsed(), reply)
+        }
+    };
     // One owner: it waits for all of min_bytes itself. Several: each answers once it has
     // anything, so the handler can add the counts up.
     let first_target = if single { wait.min_bytes } else { 1 };
