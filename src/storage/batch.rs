@@ -16,7 +16,9 @@ const OFF_BATCH_LENGTH: usize = 8;
 const OFF_LEADER_EPOCH: usize = 12;
 pub(crate) const OFF_MAGIC: usize = 16;
 const OFF_CRC: usize = 17;
-const OFF_ATTRIBUTES: usize = 21;
+/// Where the CRC's coverage starts: the base offset, length, leader epoch, magic and the CRC
+/// itself are outside it.
+pub(crate) const OFF_ATTRIBUTES: usize = 21;
 const OFF_LAST_OFFSET_DELTA: usize = 23;
 const OFF_BASE_TIMESTAMP: usize = 27;
 const OFF_MAX_TIMESTAMP: usize = 35;

@@ -573,7 +573,7 @@ async fn scan_segment(
 /// Whether damage at the end of the last segment is a torn tail (see module docs): a
 /// zero length field where a batch should start (the usual end of written data, or its
 /// first sector lost), no valid batch anywhere after it, or a zeroed sector between it and
-/// the next valid batch.
+/// the next valid batch (that batch's first bytes included: they are outside its CRC).
 async fn is_torn_tail(
     file: &DmaFile,
     path: &Path,
@@ -587,7 +587,10 @@ async fn is_torn_tail(
     else {
         return Ok(true);
     };
-    has_zeroed_sector(file, path, problem.position, next_valid).await
+    // The next valid batch may itself start inside the lost sector: its first bytes (base
+    // offset, length, leader epoch) are outside its CRC, so zeros there still verify.
+    let to = next_valid + batch::OFF_ATTRIBUTES as u64;
+    has_zeroed_sector(file, path, problem.position, to).await
 }
 
 /// Position of the first whole valid batch (length, magic and CRC) starting at or after

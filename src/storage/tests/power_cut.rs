@@ -333,6 +333,18 @@ async fn scenario(seed: u64) -> Result<(), String> {
     .await
 }
 
+/// A random seed that found a power cut recovery took for corruption: the lost sector held
+/// the end of one batch and the first bytes of the next (its base offset, outside the CRC),
+/// so that next batch still verified and no whole zeroed sector lay before it.
+#[test]
+fn a_lost_sector_under_the_start_of_the_next_batch_is_a_torn_tail() {
+    run(async {
+        if let Err(e) = scenario(13_611_587_531_361_607_808).await {
+            panic!("{e}");
+        }
+    });
+}
+
 #[test]
 fn acknowledged_records_survive_power_cuts_rolls_retention_and_timeouts() {
     run(drive_seeds(FIXED_SEEDS, "power_cut", |seed| {
