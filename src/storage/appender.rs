@@ -134,9 +134,8 @@ pub(crate) struct Appender {
     /// Truncations waiting to take the appender: no new round starts meanwhile,
     /// so a steady stream of waiters cannot starve a truncation.
     exclusive_wanted: Cell<u32>,
-    /// Queued for the commit pipeline's next turn.
-    pub(super) flush_queued: Cell<bool>,
-    /// When it was queued (for the turn-wait histogram).
+    /// When it was queued for the commit pipeline's next turn (None: not queued); also
+    /// feeds the turn-wait histogram.
     pub(super) queued_at: Cell<Option<Instant>>,
     /// When a flush last moved `durable_pos` (for the commit-notify histogram).
     durable_at: Cell<Option<Instant>>,
@@ -286,7 +285,6 @@ impl Appender {
             sync_count: Cell::new(0),
             removed: Cell::new(false),
             exclusive_wanted: Cell::new(0),
-            flush_queued: Cell::new(false),
             queued_at: Cell::new(None),
             durable_at: Cell::new(None),
         }
@@ -566,7 +564,7 @@ impl Appender {
 
     /// A flush is wanted and the appender is not queued for one yet.
     fn should_sync(&self) -> bool {
-        !self.flush_queued.get() && self.flush_ready()
+        self.queued_at.get().is_none() && self.flush_ready()
     }
 
     /// A flush is wanted and may start: wanted bytes are written but not durable, and no

@@ -5,8 +5,8 @@
 //! here, and a *turn* fdatasyncs every queued segment concurrently. Only one turn runs at a
 //! time; segments that ask while it runs go into the next turn, which starts the moment this
 //! one ends. So the next turn's writes proceed while this turn's flushes are in flight, and
-//! the busy partitions that ask while a turn runs cost the shard one more turn (the device
-//! coalesces the concurrent flushes), not one flush each.
+//! the busy partitions that ask while a turn runs cost the shard one more turn, their
+//! fdatasyncs submitted together, not one flush after another.
 //!
 //! A turn starts the moment a segment asks and none is running: it does not wait for other
 //! segments' writes in flight. Waiting for them (so the writes of one produce request to
@@ -33,8 +33,6 @@ struct Pipeline {
     /// Segments that want a flush and are not in the running turn, in the order they asked.
     queued: RefCell<Vec<Rc<Appender>>>,
     turn_running: Cell<bool>,
-    turns: Cell<u64>,
-    files_flushed: Cell<u64>,
 }
 
 thread_local! {
@@ -56,7 +54,7 @@ fn with<R>(f: impl FnOnce(&Pipeline) -> R) -> R {
 /// Queues `appender` for the next turn (once) and starts that turn when it is due.
 pub(crate) fn want_flush(appender: &Rc<Appender>) {
     with(|p| {
-        if !appender.flush_queued.replace(true) {
+        if appender.queued_at.get().is_none() {
             appender.queued_at.set(Some(Instant::now()));
             p.queued.borrow_mut().push(appender.clone());
         }
@@ -66,28 +64,29 @@ pub(crate) fn want_flush(appender: &Rc<Appender>) {
 
 /// Starts the next turn if it is due: segments are queued and no turn runs. Called whenever
 /// one of those changes.
-pub(crate) fn poke() {
+fn poke() {
     let turn = with(|p| {
         if p.turn_running.get() || p.queued.borrow().is_empty() {
             return None;
         }
-        let queued = std::mem::take(&mut *p.queued.borrow_mut());
-        let mut members = Vec::with_capacity(queued.len());
-        for appender in queued {
-            appender.flush_queued.set(false);
+        let now = Instant::now();
+        let mut members = std::mem::take(&mut *p.queued.borrow_mut());
+        members.retain(|appender| {
+            let Some(at) = appender.queued_at.take() else {
+                return false;
+            };
             // Not ready any more (a truncation holds it, it failed, or another flush made
             // it durable): it asks again when it has something to flush.
-            if appender.flush_ready() {
-                members.push(appender);
+            let ready = appender.flush_ready();
+            if ready {
+                metrics::record(Stage::CommitTurnWait, now.duration_since(at));
             }
-        }
+            ready
+        });
         if members.is_empty() {
             return None;
         }
         p.turn_running.set(true);
-        p.turns.set(p.turns.get() + 1);
-        p.files_flushed
-            .set(p.files_flushed.get() + members.len() as u64);
         metrics::registry::count_commit_turn(members.len() as u64);
         Some(members)
     });
@@ -112,16 +111,7 @@ impl Drop for TurnGuard {
 }
 
 fn run_turn(members: Vec<Rc<Appender>>) {
-    let now = Instant::now();
-    let covers: Vec<(u64, i64)> = members
-        .iter()
-        .map(|m| {
-            if let Some(at) = m.queued_at.take() {
-                metrics::record(Stage::CommitTurnWait, now.duration_since(at));
-            }
-            m.begin_flush()
-        })
-        .collect();
+    let covers: Vec<(u64, i64)> = members.iter().map(|m| m.begin_flush()).collect();
     crate::util::priority::spawn_latency(async move {
         let mut guard = TurnGuard { members };
         let started = Instant::now();
@@ -145,8 +135,10 @@ fn run_turn(members: Vec<Rc<Appender>>) {
     .detach();
 }
 
-/// Turns run and segment flushes issued on this executor so far: (turns, files).
+/// Turns run and segment flushes issued on this thread so far, as `/metrics` counts them:
+/// (turns, files).
 #[cfg(test)]
 pub(crate) fn counts() -> (u64, u64) {
-    with(|p| (p.turns.get(), p.files_flushed.get()))
+    let s = metrics::registry::snapshot();
+    (s.commit_turns, s.commit_turn_files)
 }
