@@ -24,16 +24,8 @@ where
     Fut: Future<Output = O> + 'static,
 {
     let count = items.len();
-    let mut groups: Vec<Vec<(usize, I)>> = (0..shard.count).map(|_| Vec::new()).collect();
-    for (index, (owner, item)) in items.into_iter().enumerate() {
-        if let Some(group) = groups.get_mut(owner) {
-            group.push((index, item));
-        }
-    }
-    let calls = groups
+    let calls = group_by_owner(shard.count, items)
         .into_iter()
-        .enumerate()
-        .filter(|(_, group)| !group.is_empty())
         .map(|(target, group)| {
             let f = f.clone();
             shard.invoke_on(target, move |owner| async move {
@@ -57,4 +49,24 @@ where
         }
     }
     out
+}
+
+/// Splits `(owner, item)` pairs into one group per owner shard that has any, in shard order;
+/// each item keeps its index in the input so answers can be put back in request order.
+/// Items naming a shard beyond `shard_count` are dropped (their answer stays `None`).
+pub fn group_by_owner<I>(
+    shard_count: usize,
+    items: Vec<(usize, I)>,
+) -> Vec<(usize, Vec<(usize, I)>)> {
+    let mut groups: Vec<Vec<(usize, I)>> = (0..shard_count).map(|_| Vec::new()).collect();
+    for (index, (owner, item)) in items.into_iter().enumerate() {
+        if let Some(group) = groups.get_mut(owner) {
+            group.push((index, item));
+        }
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .filter(|(_, group)| !group.is_empty())
+        .collect()
 }

@@ -8,6 +8,7 @@
 //! Then owners still waiting are told to answer at once (their call is cancelled, not
 //! repeated), so every answer carries what was readable when the fetch completed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
@@ -15,12 +16,15 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::owner::{self, Hold, OwnerReply, ReadResult, ReadSpec};
 use super::Context;
+use crate::cluster::scatter::group_by_owner;
 use crate::metrics::Stage;
 
-/// The partitions of one owner shard: the shard and the specs' indexes, in request order.
+/// The partitions of one owner shard, in request order: their indexes in the request and
+/// their specs, shared by every call to that owner.
 struct Group {
     owner: usize,
     members: Vec<usize>,
+    specs: Arc<[ReadSpec]>,
 }
 
 /// What the long poll asks for.
@@ -37,16 +41,18 @@ pub(super) async fn gather(
     budget: usize,
     wait: Wait,
 ) -> Vec<Option<ReadResult>> {
-    let mut groups: Vec<Group> = Vec::new();
-    for (index, (owner, _)) in specs.iter().enumerate() {
-        match groups.iter_mut().find(|g| g.owner == *owner) {
-            Some(group) => group.members.push(index),
-            None => groups.push(Group {
-                owner: *owner,
-                members: vec![index],
-            }),
-        }
-    }
+    let items = specs.iter().map(|(owner, s)| (*owner, s.clone())).collect();
+    let groups: Vec<Group> = group_by_owner(ctx.shard.count, items)
+        .into_iter()
+        .map(|(owner, group)| {
+            let (members, specs): (Vec<usize>, Vec<ReadSpec>) = group.into_iter().unzip();
+            Group {
+                owner,
+                members,
+                specs: specs.into(),
+            }
+        })
+        .collect();
     let mut out: Vec<Option<ReadResult>> = specs.iter().map(|_| None).collect();
     let long_poll = wait.max_wait > Duration::ZERO && wait.min_bytes > 0 && !groups.is_empty();
     let deadline = Instant::now() + wait.max_wait;
@@ -62,14 +68,14 @@ pub(super) async fn gather(
         });
         let (cancel_tx, cancel_rx) = oneshot::channel();
         cancels[g] = Some(cancel_tx);
-        let specs: Vec<ReadSpec> = group.members.iter().map(|&i| specs[i].1.clone()).collect();
+        let specs = group.specs.clone();
         let shard = ctx.shard.clone();
         let target = group.owner;
         async move {
             let sent = Instant::now();
             let reply = shard
                 .invoke_on(target, move |owner| {
-                    owner::serve(owner, specs, budget, hold, Some(cancel_rx))
+                    owner::serve(owner, specs, budget, hold, cancel_rx)
                 })
                 .await;
             (g, sent.elapsed(), reply)

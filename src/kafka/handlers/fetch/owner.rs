@@ -3,6 +3,7 @@
 //! what moved, so new data is read where it lives and leaves in the same call (no second hop).
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::cluster::Shard;
 use crate::metrics::{self, Stage};
-use crate::partition::AbortedTxn;
+use crate::partition::{AbortedTxn, Partition};
 use crate::storage::StorageError;
 use crate::util::ids::Offset;
 use crate::util::sync::WakeSet;
@@ -91,15 +92,15 @@ pub(super) struct OwnerReply {
 /// and answers with what is readable then.
 pub(super) async fn serve(
     shard: Rc<Shard>,
-    specs: Vec<ReadSpec>,
+    specs: Arc<[ReadSpec]>,
     budget: usize,
     hold: Option<Hold>,
-    cancel: Option<oneshot::Receiver<()>>,
+    cancel: oneshot::Receiver<()>,
 ) -> OwnerReply {
     let started = Instant::now();
     let mut results = Vec::with_capacity(specs.len());
     let mut bytes = 0usize;
-    for spec in &specs {
+    for spec in specs.iter() {
         let result = read_partition(&shard, spec, budget.saturating_sub(bytes)).await;
         bytes += result.bytes;
         results.push(result);
@@ -132,48 +133,47 @@ async fn park(
     specs: &[ReadSpec],
     budget: usize,
     hold: Hold,
-    cancel: Option<oneshot::Receiver<()>>,
+    cancel: oneshot::Receiver<()>,
     reply: &mut OwnerReply,
 ) {
     let wake = WakeSet::new(specs.len());
-    for (key, spec) in specs.iter().enumerate() {
-        if let Some(partition) = shard.partitions.get(&spec.topic, spec.partition) {
+    // Looked up once: a wake-up compares readable ends without another lookup.
+    let partitions: Vec<_> = specs
+        .iter()
+        .map(|spec| shard.partitions.get(&spec.topic, spec.partition))
+        .collect();
+    for (key, partition) in partitions.iter().enumerate() {
+        if let Some(partition) = partition {
             partition.committed().watch(&wake, key);
         }
     }
     let deadline = glommio::timer::sleep(hold.deadline.saturating_duration_since(Instant::now()));
-    let cancelled = async move {
-        match cancel {
-            Some(cancel) => {
-                let _ = cancel.await;
-            }
-            None => futures::future::pending::<()>().await,
-        }
-    };
-    futures::pin_mut!(deadline, cancelled);
+    futures::pin_mut!(deadline, cancel);
     let mut moved = Vec::new();
     loop {
         if shard.shutting_down.get() {
             break;
         }
-        let stop = select(deadline.as_mut(), cancelled.as_mut());
+        // A dropped sender (the handler has enough elsewhere) ends the wait like a deadline.
+        let stop = select(deadline.as_mut(), cancel.as_mut());
         if let Either::Right(_) = select(wake.wait(), stop).await {
             break;
         }
         wake.take_ready(&mut moved);
-        reread(shard, specs, budget, &mut moved, reply).await;
+        reread(shard, specs, &partitions, budget, &mut moved, reply).await;
         if satisfied(reply, hold) {
             return;
         }
     }
     // Commits that landed after the last wake-up still make this answer.
     wake.take_ready(&mut moved);
-    reread(shard, specs, budget, &mut moved, reply).await;
+    reread(shard, specs, &partitions, budget, &mut moved, reply).await;
 }
 
 async fn reread(
     shard: &Rc<Shard>,
     specs: &[ReadSpec],
+    partitions: &[Option<Rc<Partition>>],
     budget: usize,
     moved: &mut Vec<usize>,
     reply: &mut OwnerReply,
@@ -182,10 +182,10 @@ async fn reread(
         let (Some(spec), Some(old)) = (specs.get(key), reply.results.get(key)) else {
             continue;
         };
-        let unchanged = shard
-            .partitions
-            .get(&spec.topic, spec.partition)
-            .is_some_and(|p| readable_end(&p, spec.read_committed) == old.upper);
+        let unchanged = partitions
+            .get(key)
+            .and_then(Option::as_ref)
+            .is_some_and(|p| readable_end(p, spec.read_committed) == old.upper);
         if unchanged {
             continue;
         }
@@ -196,7 +196,7 @@ async fn reread(
     }
 }
 
-fn readable_end(partition: &crate::partition::Partition, read_committed: bool) -> i64 {
+fn readable_end(partition: &Partition, read_committed: bool) -> i64 {
     if read_committed {
         partition.last_stable_offset().get()
     } else {
