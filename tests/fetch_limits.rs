@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::raw::{name, record_batch, Conn};
+use common::raw::{call_fetch, fetch_request, produce_to, record_batch, Conn};
 use common::*;
 use kafka_protocol::messages::*;
 use rdkafka::consumer::Consumer;
@@ -50,27 +50,10 @@ fn fetch_all(
     max_bytes: i32,
     partition_max_bytes: i32,
 ) -> FetchResponse {
-    let partitions = (0..PARTITIONS)
-        .map(|p| {
-            fetch_request::FetchPartition::default()
-                .with_partition(p)
-                .with_current_leader_epoch(-1)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(partition_max_bytes)
-        })
-        .collect();
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(max_bytes)
-        .with_topics(vec![fetch_request::FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(partitions)]);
-    match conn.call(ApiKey::Fetch, 12, &RequestKind::Fetch(request)) {
-        Ok(ResponseKind::Fetch(r)) => r,
-        other => panic!("fetch: {other:?}"),
-    }
+    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    let request =
+        fetch_request(topic, &partitions, 0, partition_max_bytes).with_max_bytes(max_bytes);
+    call_fetch(conn, request)
 }
 
 fn record_bytes(r: &FetchResponse) -> Vec<usize> {
@@ -186,21 +169,8 @@ fn produce_small(addr: std::net::SocketAddr, topic: &str, count: usize) -> usize
     for i in 0..count {
         let batch = record_batch(&format!("record {i:04} {}", "y".repeat(40)));
         bytes += batch.len();
-        let p = produce_request::PartitionProduceData::default()
-            .with_index((i % 2) as i32)
-            .with_records(Some(batch));
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![p])]);
-        match conn.call(ApiKey::Produce, 9, &RequestKind::Produce(request)) {
-            Ok(ResponseKind::Produce(r)) => {
-                assert_eq!(r.responses[0].partition_responses[0].error_code, 0)
-            }
-            other => panic!("produce: {other:?}"),
-        }
+        let (error_code, _) = produce_to(&mut conn, 9, topic, (i % 2) as i32, batch);
+        assert_eq!(error_code, 0);
     }
     bytes
 }
@@ -219,27 +189,12 @@ fn a_long_poll_waits_for_min_bytes_not_for_the_first_commit() {
     let addr = broker.addr();
     let fetcher = std::thread::spawn(move || {
         let mut conn = Conn::open(addr);
-        let partitions = (0..2)
-            .map(|p| {
-                fetch_request::FetchPartition::default()
-                    .with_partition(p)
-                    .with_current_leader_epoch(-1)
-                    .with_fetch_offset(0)
-                    .with_partition_max_bytes(1 << 20)
-            })
-            .collect();
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
+        let request = fetch_request("fetch-min-bytes", &[0, 1], 0, 1 << 20)
             .with_max_wait_ms(12_000)
-            .with_min_bytes(min_bytes)
-            .with_max_bytes(1 << 20)
-            .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(name("fetch-min-bytes"))
-                .with_partitions(partitions)]);
-        match conn.call(ApiKey::Fetch, 12, &RequestKind::Fetch(request)) {
-            Ok(ResponseKind::Fetch(r)) => record_bytes(&r).iter().sum::<usize>(),
-            other => panic!("fetch: {other:?}"),
-        }
+            .with_min_bytes(min_bytes);
+        record_bytes(&call_fetch(&mut conn, request))
+            .iter()
+            .sum::<usize>()
     });
     // Let the fetch park first (an early start only makes it read more at once).
     std::thread::sleep(Duration::from_millis(300));

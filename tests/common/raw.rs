@@ -131,8 +131,20 @@ pub fn record_batch(value: &str) -> Bytes {
 /// Produces `batch` to partition 0 of `topic` with acks=all at `version`; returns
 /// (error code, base offset).
 pub fn produce(conn: &mut Conn, version: i16, topic: &str, batch: Bytes) -> (i16, i64) {
+    produce_to(conn, version, topic, 0, batch)
+}
+
+/// Produces `batch` to `topic/partition` with acks=all at `version`; returns (error code,
+/// base offset).
+pub fn produce_to(
+    conn: &mut Conn,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> (i16, i64) {
     let p = produce_request::PartitionProduceData::default()
-        .with_index(0)
+        .with_index(partition)
         .with_records(Some(batch));
     let t = produce_request::TopicProduceData::default()
         .with_name(name(topic))
@@ -187,29 +199,44 @@ pub struct Fetched {
 /// Fetches `topic/partition` from `offset` (v12, read_uncommitted, no waiting), at most
 /// `max_bytes` (Kafka returns at least one whole batch even when it is larger).
 pub fn fetch(conn: &mut Conn, topic: &str, partition: i32, offset: i64, max_bytes: i32) -> Fetched {
-    let p = fetch_request::FetchPartition::default()
-        .with_partition(partition)
-        .with_current_leader_epoch(-1)
-        .with_fetch_offset(offset)
-        .with_partition_max_bytes(max_bytes);
+    let r = call_fetch(conn, fetch_request(topic, &[partition], offset, max_bytes));
+    let p = &r.responses[0].partitions[0];
+    Fetched {
+        error_code: p.error_code,
+        high_watermark: p.high_watermark,
+        records: p.records.clone().unwrap_or_default(),
+    }
+}
+
+/// A read_uncommitted Fetch of `partitions` of `topic`, each from `offset` and at most
+/// `max_bytes`, the response at most `max_bytes` too, answered at once (`max_wait_ms` 0,
+/// `min_bytes` 0); adjust with the request's `with_*` methods.
+pub fn fetch_request(topic: &str, partitions: &[i32], offset: i64, max_bytes: i32) -> FetchRequest {
+    let partitions = partitions
+        .iter()
+        .map(|&p| {
+            fetch_request::FetchPartition::default()
+                .with_partition(p)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max_bytes)
+        })
+        .collect();
     let t = fetch_request::FetchTopic::default()
         .with_topic(name(topic))
-        .with_partitions(vec![p]);
-    let request = FetchRequest::default()
+        .with_partitions(partitions);
+    FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(0)
         .with_min_bytes(0)
         .with_max_bytes(max_bytes)
-        .with_topics(vec![t]);
+        .with_topics(vec![t])
+}
+
+/// Sends `request` at v12 and returns the response; panics on anything else.
+pub fn call_fetch(conn: &mut Conn, request: FetchRequest) -> FetchResponse {
     match conn.call(ApiKey::Fetch, 12, &RequestKind::Fetch(request)) {
-        Ok(ResponseKind::Fetch(r)) => {
-            let p = &r.responses[0].partitions[0];
-            Fetched {
-                error_code: p.error_code,
-                high_watermark: p.high_watermark,
-                records: p.records.clone().unwrap_or_default(),
-            }
-        }
+        Ok(ResponseKind::Fetch(r)) => r,
         other => panic!("fetch: {other:?}"),
     }
 }
