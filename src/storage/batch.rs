@@ -12,7 +12,7 @@ pub const LOG_OVERHEAD_BYTES: usize = 12;
 pub const MAGIC_V2: i8 = 2;
 
 const OFF_BASE_OFFSET: usize = 0;
-const OFF_BATCH_LENGTH: usize = 8;
+pub(crate) const OFF_BATCH_LENGTH: usize = 8;
 const OFF_LEADER_EPOCH: usize = 12;
 pub(crate) const OFF_MAGIC: usize = 16;
 const OFF_CRC: usize = 17;

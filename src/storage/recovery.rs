@@ -469,9 +469,12 @@ struct Problem {
     /// The offset that batch should have had.
     offset: i64,
     reason: String,
-    /// The batch's own bytes are invalid (a torn write looks like that); a valid batch at
-    /// the wrong offset never is torn.
+    /// The batch's own bytes are invalid (a torn write looks like that), or it is a valid
+    /// batch at the wrong offset, which is torn only when its first bytes read as zeros
+    /// (see [`is_torn_tail`]).
     may_be_torn: bool,
+    /// A valid batch at the wrong offset (rather than invalid bytes).
+    misplaced: bool,
     /// The batch's length field reads zero: what the end of written data looks like.
     zero_length: bool,
 }
@@ -539,7 +542,8 @@ async fn scan_segment(
                 position: p,
                 offset: expected,
                 reason,
-                may_be_torn: false,
+                may_be_torn: matches!(gap, Some((_, false))),
+                misplaced: matches!(gap, Some((_, false))),
                 zero_length: false,
             };
             (p, Some(problem))
@@ -554,6 +558,7 @@ async fn scan_segment(
                 offset: expected,
                 reason: format!("invalid batch: {reason}"),
                 may_be_torn: true,
+                misplaced: false,
                 zero_length,
             };
             (position, Some(problem))
@@ -572,16 +577,21 @@ async fn scan_segment(
 
 /// Whether damage at the end of the last segment is a torn tail (see module docs): a
 /// zero length field where a batch should start (the usual end of written data, or its
-/// first sector lost), no valid batch anywhere after it, or a zeroed sector between it and
-/// the next valid batch (that batch's first bytes included: they are outside its CRC).
+/// first sector lost), the batch's first bytes zeroed up to the end of their sector (see
+/// [`starts_in_an_older_sector`]), no valid batch anywhere after it, or a zeroed sector
+/// between it and the next valid batch (that batch's first bytes included: they are
+/// outside its CRC). A valid batch at the wrong offset is torn only by the second rule.
 async fn is_torn_tail(
     file: &DmaFile,
     path: &Path,
     problem: &Problem,
     file_len: u64,
 ) -> Result<bool, StorageError> {
-    if problem.zero_length {
+    if problem.zero_length || starts_in_an_older_sector(file, path, problem.position).await? {
         return Ok(true);
+    }
+    if problem.misplaced {
+        return Ok(false);
     }
     let Some(next_valid) = next_valid_batch(file, path, problem.position + 1, file_len).await?
     else {
@@ -639,6 +649,29 @@ async fn next_valid_batch(
         chunk_start += (buf.len() - BATCH_HEADER_SIZE_BYTES + 1) as u64;
     }
     Ok(None)
+}
+
+/// Whether the batch expected at `position` starts mid-sector and every byte from it to
+/// the end of that sector, its whole base offset at least, reads as zero. A batch at a
+/// nonzero offset never has a zero base offset, so the sector holds an older image: the
+/// earlier write that ended at `position` (padded with zeros) survived the power cut and
+/// the later write that put this batch's first bytes there was lost. Its base offset and
+/// length are outside the CRC, so the batch may even verify, at offset 0.
+async fn starts_in_an_older_sector(
+    file: &DmaFile,
+    path: &Path,
+    position: u64,
+) -> Result<bool, StorageError> {
+    let sector = position / SECTOR_BYTES * SECTOR_BYTES;
+    let within = (position - sector) as usize;
+    if within == 0 || SECTOR_BYTES as usize - within < batch::OFF_BATCH_LENGTH {
+        return Ok(false);
+    }
+    let buf = file
+        .read_at(sector, SECTOR_BYTES as usize)
+        .await
+        .map_err(|e| StorageError::glommio("read", path, e))?;
+    Ok(buf.len() == SECTOR_BYTES as usize && buf[within..].iter().all(|b| *b == 0))
 }
 
 /// Whether a whole sector inside `[from, to)` reads as zeros: what a write that never

@@ -345,6 +345,19 @@ fn a_lost_sector_under_the_start_of_the_next_batch_is_a_torn_tail() {
     });
 }
 
+/// Found by a random seed: a sector kept its older image (the end of one batch, then the
+/// zeros that padded that write), so the next batch's base offset read as zero while the
+/// rest of it, CRC included, survived; recovery saw a valid batch at offset 0 where 327
+/// was expected and took the torn tail for damage.
+#[test]
+fn a_batch_whose_base_offset_sits_in_an_older_sector_is_a_torn_tail() {
+    run(async {
+        if let Err(e) = scenario(4_227_824_303_664_736_791).await {
+            panic!("{e}");
+        }
+    });
+}
+
 #[test]
 fn acknowledged_records_survive_power_cuts_rolls_retention_and_timeouts() {
     run(drive_seeds(FIXED_SEEDS, "power_cut", |seed| {
