@@ -142,11 +142,21 @@ async fn admin_describe_and_alter_configs() {
         &a,
         &topic,
         1,
-        &[("retention.ms", "123456"), ("max.message.bytes", "65536")],
+        &[
+            ("retention.ms", "123456"),
+            ("max.message.bytes", "65536"),
+            // librdkafka's own admin tests create topics with it; it once was refused.
+            ("compression.type", "zstd"),
+        ],
     )
     .await;
 
     let cfg = describe_topic(&a, &topic).await;
+    assert_eq!(
+        cfg.get("compression.type"),
+        Some(&Some("zstd".to_string())),
+        "compression.type as created; all: {cfg:?}"
+    );
     assert_eq!(
         cfg.get("retention.ms"),
         Some(&Some("123456".to_string())),

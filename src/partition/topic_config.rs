@@ -11,7 +11,8 @@ use crate::storage::LogConfig;
 /// Kafka's default `max.message.bytes` (1 MiB plus record batch overhead).
 pub const MAX_MESSAGE_BYTES_DEFAULT: i64 = 1_048_588;
 
-/// One supported topic config: its Kafka name, default, and how to check a value.
+/// One topic config of Kafka 4.1: its name, default, broker synonym and how to check a
+/// value. Every one is accepted; which ones change behaviour is in docs/compatibility.md.
 pub struct ConfigDef {
     /// The Kafka config name, e.g. `retention.ms`.
     pub name: &'static str,
@@ -19,29 +20,82 @@ pub struct ConfigDef {
     pub default: &'static str,
     /// Kafka's documentation line, returned by DescribeConfigs v3+.
     pub doc: &'static str,
+    /// The broker config that supplies the default in Kafka (`log.retention.ms` for
+    /// `retention.ms`), reported as a synonym by DescribeConfigs; `None` if Kafka has none.
+    pub synonym: Option<&'static str>,
     kind: Kind,
 }
 
 enum Kind {
-    /// An integer with an inclusive lower bound.
+    /// A 64-bit integer with an inclusive lower bound.
     Long { min: i64 },
+    /// A 32-bit integer within inclusive bounds.
+    Int { min: i32, max: i32 },
+    /// A real number within inclusive bounds.
+    Double { min: f64, max: f64 },
+    /// `true` or `false`, any case.
+    Bool,
     /// One of a fixed set of strings.
     Choice(&'static [&'static str]),
     /// A comma separated list of choices.
     ChoiceList(&'static [&'static str]),
+    /// Kafka's throttled-replica list: empty, `*`, or `partition:broker` pairs.
+    ReplicaList,
 }
 
-/// Every topic config Sluice accepts. Anything else is INVALID_CONFIG, as in Kafka.
+const fn def(
+    name: &'static str,
+    default: &'static str,
+    synonym: Option<&'static str>,
+    kind: Kind,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        default,
+        doc,
+        synonym,
+        kind,
+    }
+}
+
+/// Every topic config of Kafka 4.1, in name order. Anything else is INVALID_CONFIG, as in
+/// Kafka (the configs Kafka 4 removed, such as `message.format.version`, included).
+#[rustfmt::skip]
 pub const CONFIG_DEFS: &[ConfigDef] = &[
-    ConfigDef { name: "cleanup.policy", default: "delete", doc: "Retention policy for old segments: delete or compact (compaction is accepted but not yet enforced).", kind: Kind::ChoiceList(&["delete", "compact"]) },
-    ConfigDef { name: "max.message.bytes", default: "1048588", doc: "Largest record batch size allowed.", kind: Kind::Long { min: 0 } },
-    ConfigDef { name: "message.timestamp.after.max.ms", default: "3600000", doc: "How far in the future a CreateTime timestamp may be.", kind: Kind::Long { min: 0 } },
-    ConfigDef { name: "message.timestamp.before.max.ms", default: "9223372036854775807", doc: "How far in the past a CreateTime timestamp may be.", kind: Kind::Long { min: 0 } },
-    ConfigDef { name: "message.timestamp.type", default: "CreateTime", doc: "Whether record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime).", kind: Kind::Choice(&["CreateTime", "LogAppendTime"]) },
-    ConfigDef { name: "retention.bytes", default: "-1", doc: "Maximum partition size before old segments are deleted; -1 is unlimited.", kind: Kind::Long { min: -1 } },
-    ConfigDef { name: "retention.ms", default: "604800000", doc: "Maximum age of a segment before it is deleted; -1 is unlimited.", kind: Kind::Long { min: -1 } },
-    ConfigDef { name: "segment.bytes", default: "1073741824", doc: "Segment file size at which the log rolls.", kind: Kind::Long { min: 14 } },
-    ConfigDef { name: "segment.ms", default: "604800000", doc: "Segment age at which the log rolls.", kind: Kind::Long { min: 1 } },
+    def("cleanup.policy", "delete", Some("log.cleanup.policy"), Kind::ChoiceList(&["delete", "compact"]), "Retention policy for old segments: delete or compact (compaction is accepted but not yet enforced)."),
+    def("compression.gzip.level", "-1", Some("compression.gzip.level"), Kind::Int { min: -1, max: 9 }, "Compression level for gzip (accepted, not used: batches are stored as produced)."),
+    def("compression.lz4.level", "9", Some("compression.lz4.level"), Kind::Int { min: 1, max: 17 }, "Compression level for lz4 (accepted, not used: batches are stored as produced)."),
+    def("compression.type", "producer", Some("compression.type"), Kind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), "Final compression of the topic's batches (accepted; Sluice stores batches as produced)."),
+    def("compression.zstd.level", "3", Some("compression.zstd.level"), Kind::Int { min: -131_072, max: 22 }, "Compression level for zstd (accepted, not used: batches are stored as produced)."),
+    def("delete.retention.ms", "86400000", Some("log.cleaner.delete.retention.ms"), Kind::Long { min: 0 }, "How long tombstones are kept on compacted topics (accepted; compaction not yet enforced)."),
+    def("file.delete.delay.ms", "60000", Some("log.segment.delete.delay.ms"), Kind::Long { min: 0 }, "Delay before deleting a file (accepted; Sluice deletes at once)."),
+    def("flush.messages", "9223372036854775807", Some("log.flush.interval.messages"), Kind::Long { min: 1 }, "Forced fsync interval in records (accepted; Sluice syncs for acks=all)."),
+    def("flush.ms", "9223372036854775807", Some("log.flush.interval.ms"), Kind::Long { min: 0 }, "Forced fsync interval in time (accepted; Sluice syncs for acks=all)."),
+    def("follower.replication.throttled.replicas", "", None, Kind::ReplicaList, "Replicas whose follower replication is throttled (accepted; one replica)."),
+    def("index.interval.bytes", "4096", Some("log.index.interval.bytes"), Kind::Int { min: 0, max: i32::MAX }, "Bytes between offset index entries (accepted; the broker's setting applies)."),
+    def("leader.replication.throttled.replicas", "", None, Kind::ReplicaList, "Replicas whose leader replication is throttled (accepted; one replica)."),
+    def("local.retention.bytes", "-2", Some("log.local.retention.bytes"), Kind::Long { min: -2 }, "Local retention with tiered storage (accepted; no tiered storage)."),
+    def("local.retention.ms", "-2", Some("log.local.retention.ms"), Kind::Long { min: -2 }, "Local retention with tiered storage (accepted; no tiered storage)."),
+    def("max.compaction.lag.ms", "9223372036854775807", Some("log.cleaner.max.compaction.lag.ms"), Kind::Long { min: 1 }, "Longest a record stays uncompacted (accepted; compaction not yet enforced)."),
+    def("max.message.bytes", "1048588", Some("message.max.bytes"), Kind::Int { min: 0, max: i32::MAX }, "Largest record batch size allowed."),
+    def("message.timestamp.after.max.ms", "3600000", Some("log.message.timestamp.after.max.ms"), Kind::Long { min: 0 }, "How far in the future a CreateTime timestamp may be."),
+    def("message.timestamp.before.max.ms", "9223372036854775807", Some("log.message.timestamp.before.max.ms"), Kind::Long { min: 0 }, "How far in the past a CreateTime timestamp may be."),
+    def("message.timestamp.type", "CreateTime", Some("log.message.timestamp.type"), Kind::Choice(&["CreateTime", "LogAppendTime"]), "Whether record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime)."),
+    def("min.cleanable.dirty.ratio", "0.5", Some("log.cleaner.min.cleanable.ratio"), Kind::Double { min: 0.0, max: 1.0 }, "Dirty ratio at which the log is compacted (accepted; compaction not yet enforced)."),
+    def("min.compaction.lag.ms", "0", Some("log.cleaner.min.compaction.lag.ms"), Kind::Long { min: 0 }, "Shortest time a record stays uncompacted (accepted; compaction not yet enforced)."),
+    def("min.insync.replicas", "1", Some("min.insync.replicas"), Kind::Int { min: 1, max: i32::MAX }, "Replicas that must have an acks=all write (accepted; one replica)."),
+    def("preallocate", "false", Some("log.preallocate"), Kind::Bool, "Pre-allocate segment files (accepted; Sluice always pre-allocates)."),
+    def("remote.log.copy.disable", "false", None, Kind::Bool, "Stop copying to tiered storage (accepted; no tiered storage)."),
+    def("remote.log.delete.on.disable", "false", None, Kind::Bool, "Delete tiered data when tiering is turned off (accepted; no tiered storage)."),
+    def("remote.storage.enable", "false", None, Kind::Bool, "Tiered storage for the topic (accepted; only false: no tiered storage)."),
+    def("retention.bytes", "-1", Some("log.retention.bytes"), Kind::Long { min: -1 }, "Maximum partition size before old segments are deleted; -1 is unlimited."),
+    def("retention.ms", "604800000", Some("log.retention.ms"), Kind::Long { min: -1 }, "Maximum age of a segment before it is deleted; -1 is unlimited."),
+    def("segment.bytes", "1073741824", Some("log.segment.bytes"), Kind::Int { min: 14, max: i32::MAX }, "Segment file size at which the log rolls."),
+    def("segment.index.bytes", "10485760", Some("log.index.size.max.bytes"), Kind::Int { min: 4, max: i32::MAX }, "Offset index size (accepted; Sluice sizes indexes itself)."),
+    def("segment.jitter.ms", "0", Some("log.roll.jitter.ms"), Kind::Long { min: 0 }, "Random jitter subtracted from segment.ms (accepted; not applied)."),
+    def("segment.ms", "604800000", Some("log.roll.ms"), Kind::Long { min: 1 }, "Segment age at which the log rolls."),
+    def("unclean.leader.election.enable", "false", Some("unclean.leader.election.enable"), Kind::Bool, "Elect an out-of-sync replica as a last resort (accepted; Raft never does)."),
 ];
 
 /// Why a config change was refused; maps to INVALID_CONFIG.
@@ -63,13 +117,23 @@ pub enum ConfigError {
 }
 
 impl ConfigDef {
-    /// Kafka's config type code for DescribeConfigs v3+ (LONG=5, STRING=2, LIST=7).
+    /// Kafka's config type code for DescribeConfigs v3+ (BOOLEAN=1, STRING=2, INT=3,
+    /// LONG=5, DOUBLE=6, LIST=7).
     pub fn config_type(&self) -> i8 {
         match self.kind {
-            Kind::Long { .. } => 5,
+            Kind::Bool => 1,
             Kind::Choice(_) => 2,
-            Kind::ChoiceList(_) => 7,
+            Kind::Int { .. } => 3,
+            Kind::Long { .. } => 5,
+            Kind::Double { .. } => 6,
+            Kind::ChoiceList(_) | Kind::ReplicaList => 7,
         }
+    }
+
+    /// Whether the value is a comma separated list (IncrementalAlterConfigs may APPEND to
+    /// and SUBTRACT from it).
+    pub fn is_list(&self) -> bool {
+        matches!(self.kind, Kind::ChoiceList(_) | Kind::ReplicaList)
     }
 }
 
@@ -101,11 +165,49 @@ pub fn validate_entry(key: &str, value: &str) -> Result<(), ConfigError> {
                 return Err(invalid(&format!("must be one of {}", choices.join(", "))));
             }
         }
+        Kind::Int { min, max } => {
+            let v: i32 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("not a 32-bit integer"))?;
+            if v < min || v > max {
+                return Err(invalid(&format!("must be in [{min}, {max}]")));
+            }
+        }
+        Kind::Double { min, max } => {
+            let v: f64 = value.trim().parse().map_err(|_| invalid("not a number"))?;
+            if !(min..=max).contains(&v) {
+                return Err(invalid(&format!("must be in [{min}, {max}]")));
+            }
+        }
+        Kind::Bool => {
+            let v = value.trim();
+            if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
+                return Err(invalid("must be true or false"));
+            }
+            if key == "remote.storage.enable" && v.eq_ignore_ascii_case("true") {
+                // Accepting it would promise tiering Sluice does not do.
+                return Err(invalid("tiered storage is not supported"));
+            }
+        }
         Kind::ChoiceList(choices) => {
             for item in value.split(',').map(str::trim) {
                 if !choices.contains(&item) {
                     return Err(invalid(&format!("items must be in {}", choices.join(", "))));
                 }
+            }
+        }
+        Kind::ReplicaList => {
+            let v = value.trim();
+            let pair = |item: &str| {
+                item.split_once(':').is_some_and(|(p, b)| {
+                    p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok()
+                })
+            };
+            if !(v.is_empty() || v == "*" || v.split(',').all(pair)) {
+                return Err(invalid(
+                    "must be empty, * or a list of partition:broker pairs",
+                ));
             }
         }
     }

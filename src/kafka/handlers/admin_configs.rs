@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
@@ -18,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
 use super::Context;
 use crate::cluster::controller::{ConfigChange, Controller, OpError};
-use crate::partition::topic_config::CONFIG_DEFS;
+use crate::partition::topic_config::{config_def, ConfigDef, CONFIG_DEFS};
 
 /// Kafka's resource type codes.
 const RESOURCE_TOPIC: i8 = 2;
@@ -58,6 +58,9 @@ pub fn describe(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfi
                                     .with_name(StrBytes::from_static_str(def.name))
                                     .with_value(Some(StrBytes::from_string(value)))
                                     .with_config_source(source);
+                                if request.include_synonyms {
+                                    entry.synonyms = synonyms(def, topic.configs.get(def.name));
+                                }
                                 if ctx.version >= 3 {
                                     entry.config_type = def.config_type();
                                     if request.include_documentation {
@@ -99,6 +102,24 @@ pub fn describe(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfi
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Kafka's synonym chain for a topic config: the topic's own value, then the broker
+/// config that would supply the default (Sluice never sets it, so it reports the default).
+fn synonyms(def: &ConfigDef, explicit: Option<&String>) -> Vec<DescribeConfigsSynonym> {
+    let own = explicit.map(|v| {
+        DescribeConfigsSynonym::default()
+            .with_name(StrBytes::from_static_str(def.name))
+            .with_value(Some(StrBytes::from_string(v.clone())))
+            .with_source(SOURCE_DYNAMIC_TOPIC)
+    });
+    let broker = def.synonym.map(|name| {
+        DescribeConfigsSynonym::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_value(Some(StrBytes::from_static_str(def.default)))
+            .with_source(SOURCE_DEFAULT)
+    });
+    own.into_iter().chain(broker).collect()
 }
 
 /// The broker settings Sluice reports, under Kafka's names.
@@ -241,7 +262,7 @@ fn edit(
     let existing = current
         .get(name)
         .cloned()
-        .or_else(|| crate::partition::topic_config::config_def(name).map(|d| d.default.to_string()))
+        .or_else(|| config_def(name).map(|d| d.default.to_string()))
         .unwrap_or_default();
     match op {
         0 => Ok((
@@ -254,7 +275,7 @@ fn edit(
         )),
         1 => Ok((name.to_string(), None)),
         2 | 3 => {
-            if name != "cleanup.policy" {
+            if !config_def(name).is_some_and(ConfigDef::is_list) {
                 return Err(invalid("APPEND and SUBTRACT apply only to list configs"));
             }
             let mut items = list(&existing);
