@@ -255,6 +255,23 @@ fn request(api: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> Opti
         ApiKey::ListTransactions => RequestKind::ListTransactions(
             ListTransactionsRequest::default().with_duration_filter(-1),
         ),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![
+                    describe_topic_partitions_request::TopicRequest::default()
+                        .with_name(name(topic)),
+                ])
+                .with_response_partition_limit(100),
+        ),
+        ApiKey::GetTelemetrySubscriptions => {
+            RequestKind::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::default())
+        }
+        ApiKey::PushTelemetry => RequestKind::PushTelemetry(
+            PushTelemetryRequest::default().with_client_instance_id(uuid::Uuid::new_v4()),
+        ),
+        ApiKey::ListConfigResources => {
+            RequestKind::ListConfigResources(ListConfigResourcesRequest::default())
+        }
         _ => return None,
     })
 }
@@ -348,6 +365,37 @@ fn check(api: ApiKey, version: i16, topic: &str, response: &ResponseKind) -> Res
                 "unknown transactional id: error {} (want 105)",
                 r.transaction_states[0].error_code
             ))
+        }
+        ResponseKind::DescribeTopicPartitions(r) => {
+            let t = r.topics.first().ok_or("no topic")?;
+            if t.error_code != 0 || t.partitions.len() != 1 || r.next_cursor.is_some() {
+                return Err(format!(
+                    "topic error {} partitions {} cursor {:?}",
+                    t.error_code,
+                    t.partitions.len(),
+                    r.next_cursor
+                ));
+            }
+            Ok(())
+        }
+        ResponseKind::GetTelemetrySubscriptions(r)
+            if r.error_code != 0
+                || r.client_instance_id.is_nil()
+                || !r.requested_metrics.is_empty() =>
+        {
+            Err(format!("telemetry subscription {r:?}"))
+        }
+        ResponseKind::PushTelemetry(r) if r.error_code != 0 => {
+            Err(format!("push telemetry error {}", r.error_code))
+        }
+        ResponseKind::ListConfigResources(r) => {
+            let topics = r.config_resources.iter().filter(|c| c.resource_type == 2);
+            let listed = topics.clone().any(|c| c.resource_name.as_str() == topic);
+            // v0 lists client-metrics resources only; v1 lists every topic and the broker.
+            if r.error_code != 0 || (version >= 1) != listed {
+                return Err(format!("list config resources {r:?}"));
+            }
+            Ok(())
         }
         ResponseKind::EndTxn(r) if r.error_code != 49 => Err(format!(
             "EndTxn for an unknown id: error {} (want 49)",

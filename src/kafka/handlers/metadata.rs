@@ -99,11 +99,11 @@ pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse
 }
 
 /// Leader epoch by topic, then partition, and whether the partition is offline.
-type LeaderEpochs = AHashMap<String, AHashMap<i32, (i32, bool)>>;
+pub(super) type LeaderEpochs = AHashMap<String, AHashMap<i32, (i32, bool)>>;
 
 /// Each partition's leader epoch, asked of the shards that own them (one call per shard,
 /// concurrently): every partition has its own epoch, and only its owner knows it.
-async fn leader_epochs(ctx: &Context, topics: Vec<String>) -> LeaderEpochs {
+pub(super) async fn leader_epochs(ctx: &Context, topics: Vec<String>) -> LeaderEpochs {
     let topics = Arc::new(topics);
     let calls = (0..ctx.shard.count).map(|target| {
         let topics = topics.clone();
@@ -141,32 +141,72 @@ async fn leader_epochs(ctx: &Context, topics: Vec<String>) -> LeaderEpochs {
     epochs
 }
 
+/// What clients see of one partition's replicas: shared by Metadata and
+/// DescribeTopicPartitions so both describe a partition the same way.
+pub(super) struct PartitionView {
+    /// The partition's leader epoch (-1 only if its owner shard could not be asked).
+    pub leader_epoch: i32,
+    /// LEADER_NOT_AVAILABLE when the partition is offline, else NONE.
+    pub error_code: i16,
+    /// This node, or -1 when offline.
+    pub leader_id: BrokerId,
+    /// This node.
+    pub replica_nodes: Vec<BrokerId>,
+    /// This node, or empty when offline.
+    pub isr_nodes: Vec<BrokerId>,
+    /// This node when offline, else empty.
+    pub offline_replicas: Vec<BrokerId>,
+}
+
+/// The view of partition `index` of `topic` from the owners' answers in `epochs`.
+pub(super) fn partition_view(
+    topic: &str,
+    index: i32,
+    node_id: i32,
+    epochs: &LeaderEpochs,
+) -> PartitionView {
+    // -1 (unknown) only if the owner shard could not be asked.
+    let (leader_epoch, offline) = epochs
+        .get(topic)
+        .and_then(|t| t.get(&index))
+        .copied()
+        .unwrap_or((-1, false));
+    let node = BrokerId(node_id);
+    if offline {
+        // Its only replica stopped after an I/O error: no leader, as Kafka shows a
+        // partition whose log directory failed, so clients stop sending to it.
+        PartitionView {
+            leader_epoch,
+            error_code: ResponseError::LeaderNotAvailable.code(),
+            leader_id: BrokerId(-1),
+            replica_nodes: vec![node],
+            isr_nodes: Vec::new(),
+            offline_replicas: vec![node],
+        }
+    } else {
+        PartitionView {
+            leader_epoch,
+            error_code: 0,
+            leader_id: node,
+            replica_nodes: vec![node],
+            isr_nodes: vec![node],
+            offline_replicas: Vec::new(),
+        }
+    }
+}
+
 fn topic_entry(topic: &TopicMeta, node_id: i32, epochs: &LeaderEpochs) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|index| {
-            // -1 (unknown) only if the owner shard could not be asked.
-            let (epoch, offline) = epochs
-                .get(&topic.name)
-                .and_then(|t| t.get(&index))
-                .copied()
-                .unwrap_or((-1, false));
-            let partition = MetadataResponsePartition::default()
+            let view = partition_view(&topic.name, index, node_id, epochs);
+            MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_epoch(epoch)
-                .with_replica_nodes(vec![BrokerId(node_id)]);
-            if offline {
-                // Its only replica stopped after an I/O error: no leader, as Kafka shows a
-                // partition whose log directory failed, so clients stop sending to it.
-                partition
-                    .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1))
-                    .with_isr_nodes(Vec::new())
-                    .with_offline_replicas(vec![BrokerId(node_id)])
-            } else {
-                partition
-                    .with_leader_id(BrokerId(node_id))
-                    .with_isr_nodes(vec![BrokerId(node_id)])
-            }
+                .with_error_code(view.error_code)
+                .with_leader_id(view.leader_id)
+                .with_leader_epoch(view.leader_epoch)
+                .with_replica_nodes(view.replica_nodes)
+                .with_isr_nodes(view.isr_nodes)
+                .with_offline_replicas(view.offline_replicas)
         })
         .collect();
     MetadataResponseTopic::default()
