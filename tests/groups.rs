@@ -432,3 +432,31 @@ async fn consumer_group_describe_reports_classic_groups_as_not_consumer_groups()
         );
     }
 }
+
+/// DeleteGroups right after a group's only consumer closed, as a new user tries it: with
+/// the default 3 s initial rebalance delay the group used to stay in PreparingRebalance
+/// and the delete answered NON_EMPTY_GROUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_can_be_deleted_right_after_its_consumer_closes() {
+    let broker = Broker::start();
+    let bs = broker.bootstrap();
+    let topic = topic_name("groups-delete");
+    let a = admin(&bs);
+    create_topic(&a, &topic, 1, &[]).await;
+    let group = topic_name("g-delete");
+    {
+        let (c, _) = group_consumer(&bs, &group, &[]);
+        c.subscribe(&[&topic]).expect("subscribe");
+        // Long enough for the JoinGroup to reach the coordinator, well inside the delay.
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < deadline {
+            let _ = c.poll(Duration::from_millis(100));
+        }
+        // Dropping the consumer closes it: librdkafka sends LeaveGroup.
+    }
+    let results = a
+        .delete_groups(&[&group], &admin_opts())
+        .await
+        .expect("DeleteGroups request");
+    assert_eq!(results, vec![Ok(group.clone())], "{}", broker.log_tail());
+}

@@ -1,7 +1,9 @@
 //! Heartbeats, LeaveGroup, and time: session expiry, pending member ids, ticks.
 
 use super::group::Group;
-use super::rebalance::{join_timer_fired, maybe_prepare_rebalance, try_complete_join};
+use super::rebalance::{
+    complete_join_after_removal, join_timer_fired, maybe_prepare_rebalance, try_complete_join,
+};
 use super::{
     Coordinator, Effects, GroupState, COORDINATOR_NOT_AVAILABLE, FENCED_INSTANCE_ID,
     ILLEGAL_GENERATION, NONE, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
@@ -178,7 +180,7 @@ pub(super) fn leave_one(
         return FENCED_INSTANCE_ID;
     }
     if group.pending_members.remove(&member_id).is_some() {
-        try_complete_join(group, now_ms, fx);
+        complete_join_after_removal(group, now_ms, fx);
         return NONE;
     }
     if !group.members.contains_key(&member_id) {
@@ -199,9 +201,9 @@ pub(super) fn after_member_removed(
     match group.state {
         GroupState::Stable | GroupState::CompletingRebalance => {
             maybe_prepare_rebalance(group, delay_ms, now_ms, fx);
-            try_complete_join(group, now_ms, fx);
+            complete_join_after_removal(group, now_ms, fx);
         }
-        GroupState::PreparingRebalance => try_complete_join(group, now_ms, fx),
+        GroupState::PreparingRebalance => complete_join_after_removal(group, now_ms, fx),
         GroupState::Empty | GroupState::Dead => {}
     }
 }

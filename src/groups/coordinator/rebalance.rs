@@ -77,6 +77,16 @@ pub(super) fn join_timer_fired(
     complete_join(group, now_ms, fx);
 }
 
+/// Ends the join barrier once the members still in the group have all joined, even during
+/// the initial delay: Kafka 4's rule after a member is removed. A group whose last member
+/// left becomes Empty at once, so DeleteGroups right after its consumers closed succeeds
+/// (it answered NON_EMPTY_GROUP until the initial delay ran out).
+pub(super) fn complete_join_after_removal(group: &mut Group, now_ms: i64, fx: &mut Effects) {
+    if group.state == GroupState::PreparingRebalance && group.all_members_joined() {
+        complete_join(group, now_ms, fx);
+    }
+}
+
 /// Ends the join barrier early when every member has rejoined (not during the initial delay).
 pub(super) fn try_complete_join(group: &mut Group, now_ms: i64, fx: &mut Effects) {
     if group.state != GroupState::PreparingRebalance {

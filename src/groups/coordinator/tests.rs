@@ -481,6 +481,36 @@ fn describe_list_and_delete() {
     assert!(c.group_state("g").is_none());
 }
 
+/// A consumer that closes during the initial rebalance delay leaves an Empty group at
+/// once, so DeleteGroups right after succeeds (it was NON_EMPTY_GROUP until the delay ran
+/// out, found by trying it as a new user would).
+#[test]
+fn the_last_member_leaving_during_the_initial_delay_empties_the_group() {
+    let mut c = Coordinator::new(config(3_000), 1);
+    let (a, fx) = first_join(&mut c, 1, 0);
+    assert!(
+        join_reply(&fx, 2).is_none(),
+        "the initial delay holds the join"
+    );
+    let (reply, fx) = c.leave(
+        "g",
+        &[LeavingMember {
+            member_id: a,
+            group_instance_id: None,
+        }],
+        100,
+    );
+    assert_eq!(reply.members[0].2, NONE);
+    assert_eq!(
+        join_reply(&fx, 2).map(|r| r.error),
+        Some(UNKNOWN_MEMBER_ID),
+        "the left member's pending join is answered"
+    );
+    assert_eq!(c.group_state("g"), Some(GroupState::Empty));
+    let (errors, _) = c.delete_groups(&["g".into()]);
+    assert_eq!(errors, vec![NONE]);
+}
+
 #[test]
 fn replay_rebuilds_stable_group_and_tombstones_delete() {
     let mut c = Coordinator::new(config(0), 1);
