@@ -255,6 +255,13 @@ fn request(api: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> Opti
         ApiKey::ListTransactions => RequestKind::ListTransactions(
             ListTransactionsRequest::default().with_duration_filter(-1),
         ),
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(name(topic))
+                    .with_partition_indexes(vec![0, 7]),
+            ]))
+        }
         ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(
             DescribeTopicPartitionsRequest::default()
                 .with_topics(vec![
@@ -365,6 +372,19 @@ fn check(api: ApiKey, version: i16, topic: &str, response: &ResponseKind) -> Res
                 "unknown transactional id: error {} (want 105)",
                 r.transaction_states[0].error_code
             ))
+        }
+        ResponseKind::DescribeProducers(r) => {
+            let errors: Vec<i16> = r.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect();
+            if errors != [0, 3] {
+                return Err(format!(
+                    "describe producers errors {errors:?} (want [0, 3])"
+                ));
+            }
+            Ok(())
         }
         ResponseKind::DescribeTopicPartitions(r) => {
             let t = r.topics.first().ok_or("no topic")?;

@@ -173,17 +173,59 @@ fn an_open_transaction_holds_back_read_committed_consumers() {
         (2, 0),
         "nothing from the open transaction's first offset on is stable"
     );
+    // DescribeProducers names the producer holding it back, as kafka-transactions.sh
+    // describe-producers shows it (the plain producer is not idempotent: not listed).
+    let open = describe_producers(&broker, &topic);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0].last_sequence, open[0].current_txn_start_offset),
+        (0, 0)
+    );
     p.commit_transaction(CLIENT_TIMEOUT).expect("commit");
     assert_eq!(
         end_offsets(&broker, &topic, 0),
         (3, 3),
         "the marker closed it"
     );
+    let closed = describe_producers(&broker, &topic);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].producer_id, open[0].producer_id);
+    assert_eq!(
+        closed[0].current_txn_start_offset, -1,
+        "no open transaction"
+    );
     let rc = isolated_consumer(&broker.bootstrap(), "read_committed");
     assert_eq!(
         payloads(&read_n(&rc, &topic, 0, 2)),
         vec!["pending", "plain"]
     );
+}
+
+/// The producers DescribeProducers (v0) reports for partition 0 of `topic`.
+fn describe_producers(
+    broker: &Broker,
+    topic: &str,
+) -> Vec<kafka_protocol::messages::describe_producers_response::ProducerState> {
+    use kafka_protocol::messages::{
+        describe_producers_request::TopicRequest, ApiKey, DescribeProducersRequest, RequestKind,
+        ResponseKind,
+    };
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(common::raw::name(topic))
+        .with_partition_indexes(vec![0])]);
+    let mut conn = common::raw::Conn::open(broker.addr());
+    match conn.call(
+        ApiKey::DescribeProducers,
+        0,
+        &RequestKind::DescribeProducers(request),
+    ) {
+        Ok(ResponseKind::DescribeProducers(r)) => {
+            let partition = &r.topics[0].partitions[0];
+            assert_eq!(partition.error_code, 0, "DescribeProducers error");
+            partition.active_producers.clone()
+        }
+        other => panic!("DescribeProducers: {other:?}"),
+    }
 }
 
 #[test]

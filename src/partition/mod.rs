@@ -25,7 +25,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 
-pub use producers::{BatchRecord, ProducerStateTable, Verdict};
+pub use producers::{BatchRecord, ProducerStateTable, ProducerView, Verdict};
 pub use topic_config::TopicConfig;
 pub use txn_index::{AbortedTxn, TxnIndex};
 
@@ -463,6 +463,12 @@ impl Partition {
         self.log.close().await?;
         self.snapshot_producer_state().await;
         Ok(())
+    }
+
+    /// Every producer this partition knows, for DescribeProducers.
+    pub fn producer_views(&self) -> Vec<ProducerView> {
+        let txns = self.txns.borrow();
+        self.producers.borrow().views(|id| txns.open_since(id))
     }
 
     /// Idempotent producers known here (for gauges and tests).

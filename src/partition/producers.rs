@@ -57,6 +57,21 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchRecord>,
 }
 
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerView {
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its current epoch on this partition.
+    pub epoch: i16,
+    /// The last sequence of its last remembered batch, -1 if none.
+    pub last_sequence: i32,
+    /// When the broker appended that batch, -1 if none.
+    pub last_append_time_ms: i64,
+    /// The first offset of its open transaction here, -1 if none.
+    pub txn_start_offset: i64,
+}
+
 /// The verdict on an incoming batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -219,6 +234,27 @@ impl ProducerStateTable {
     /// The state of one producer (for tests and DescribeProducers).
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
+    }
+
+    /// Every producer known here, in producer id order, with its open transaction's first
+    /// offset from `open_since`.
+    pub fn views(&self, open_since: impl Fn(i64) -> Option<i64>) -> Vec<ProducerView> {
+        let mut views: Vec<ProducerView> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| {
+                let last = entry.batches.back();
+                ProducerView {
+                    producer_id: *id,
+                    epoch: entry.epoch,
+                    last_sequence: last.map_or(-1, |b| b.last_sequence),
+                    last_append_time_ms: last.map_or(-1, |b| b.append_time_ms),
+                    txn_start_offset: open_since(*id).unwrap_or(-1),
+                }
+            })
+            .collect();
+        views.sort_by_key(|v| v.producer_id);
+        views
     }
 
     /// Number of producers known on this partition.
