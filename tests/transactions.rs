@@ -228,6 +228,65 @@ fn describe_producers(
     }
 }
 
+/// (offset, error) OffsetFetch v7 answers for `group` on partition 0 of `topic`.
+fn fetch_offset(broker: &Broker, group: &str, topic: &str, require_stable: bool) -> (i64, i16) {
+    use kafka_protocol::messages::{
+        offset_fetch_request::OffsetFetchRequestTopic, ApiKey, GroupId, OffsetFetchRequest,
+        RequestKind, ResponseKind,
+    };
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(group.to_string().into()))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(raw::name(topic))
+            .with_partition_indexes(vec![0])]))
+        .with_require_stable(require_stable);
+    let mut conn = raw::Conn::open(broker.addr());
+    match conn.call(ApiKey::OffsetFetch, 7, &RequestKind::OffsetFetch(request)) {
+        Ok(ResponseKind::OffsetFetch(r)) => {
+            assert_eq!(r.error_code, 0, "OffsetFetch group error");
+            let p = &r.topics[0].partitions[0];
+            (p.committed_offset, p.error_code)
+        }
+        other => panic!("OffsetFetch: {other:?}"),
+    }
+}
+
+/// A read_committed consumer asks OffsetFetch with `require_stable`: while a transaction
+/// holds offsets for its group it gets UNSTABLE_OFFSET_COMMIT and retries, instead of
+/// starting from an offset the transaction is about to replace (and reprocessing).
+#[test]
+fn require_stable_offset_fetch_waits_for_the_transaction_holding_offsets() {
+    let broker = Broker::start();
+    let topic = topic_name("txn-stable");
+    let group = topic_name("g-stable");
+    let p = txn_producer(&broker.bootstrap(), "txn-stable");
+    p.init_transactions(CLIENT_TIMEOUT)
+        .expect("init_transactions");
+    p.begin_transaction().unwrap();
+    send(&p, &topic, 0, "out");
+    p.flush(CLIENT_TIMEOUT).expect("flush");
+    let c = consumer(&broker.bootstrap(), &[("group.id", group.as_str())]);
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&topic, 0, Offset::Offset(7))
+        .unwrap();
+    let metadata = c.group_metadata().expect("consumer group metadata");
+    p.send_offsets_to_transaction(&offsets, &metadata, CLIENT_TIMEOUT)
+        .expect("send_offsets_to_transaction");
+    assert_eq!(
+        fetch_offset(&broker, &group, &topic, true),
+        (-1, 88),
+        "UNSTABLE_OFFSET_COMMIT while the transaction is open"
+    );
+    assert_eq!(
+        fetch_offset(&broker, &group, &topic, false),
+        (-1, 0),
+        "without require_stable: the committed offset (none yet)"
+    );
+    p.commit_transaction(CLIENT_TIMEOUT).expect("commit");
+    assert_eq!(fetch_offset(&broker, &group, &topic, true), (7, 0));
+}
+
 #[test]
 fn a_new_producer_with_the_same_transactional_id_fences_the_old_one() {
     let broker = Broker::start();

@@ -26,6 +26,7 @@ use super::records::{self, GroupRecord, OffsetValue};
 
 const OFFSET_METADATA_TOO_LARGE: i16 = ResponseError::OffsetMetadataTooLarge.code();
 const GROUP_SUBSCRIBED_TO_TOPIC: i16 = ResponseError::GroupSubscribedToTopic.code();
+const UNSTABLE_OFFSET_COMMIT: i16 = ResponseError::UnstableOffsetCommit.code();
 
 /// One partition of an OffsetCommit.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +74,9 @@ pub struct FetchedOffset {
     pub leader_epoch: i32,
     /// The committed metadata.
     pub metadata: String,
+    /// UNSTABLE_OFFSET_COMMIT when a `require_stable` fetch meets an open transaction's
+    /// offset, else NONE.
+    pub error: i16,
 }
 
 /// (topic, partitions) of an OffsetFetch answer.
@@ -230,14 +234,56 @@ impl Coordinator {
         }
     }
 
+    /// Notes offsets an open transaction of `producer_id` wrote for `group_id`.
+    pub fn stage_txn_offsets(
+        &mut self,
+        producer_id: i64,
+        group_id: &str,
+        partitions: impl IntoIterator<Item = (String, i32)>,
+    ) {
+        let pending = self.pending_txn_offsets.entry(producer_id).or_default();
+        for (topic, partition) in partitions {
+            let key = (group_id.to_string(), topic, partition);
+            if !pending.contains(&key) {
+                pending.push(key);
+            }
+        }
+    }
+
+    /// The transaction of `producer_id` ended (its marker is durable): its offsets are
+    /// applied (commit) or dropped (abort) and no longer pending.
+    pub fn end_txn_offsets(&mut self, producer_id: i64) {
+        self.pending_txn_offsets.remove(&producer_id);
+    }
+
+    fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn_offsets
+            .values()
+            .flatten()
+            .any(|(g, t, p)| g == group_id && t == topic && *p == partition)
+    }
+
     /// Handles OffsetFetch for one group: `None` asks for every committed partition.
+    /// With `require_stable`, a partition an open transaction wrote an offset for answers
+    /// UNSTABLE_OFFSET_COMMIT and no offset, as Kafka does: the consumer retries until the
+    /// transaction ends instead of starting from an offset about to change.
     pub fn fetch_offsets(
         &self,
         group_id: &str,
         topics: Option<&[(String, Vec<i32>)]>,
+        require_stable: bool,
     ) -> FetchReply {
         let group = self.groups.get(group_id);
         let lookup = |topic: &str, partition: i32| -> FetchedOffset {
+            if require_stable && self.has_pending_txn_offset(group_id, topic, partition) {
+                return FetchedOffset {
+                    partition,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    error: UNSTABLE_OFFSET_COMMIT,
+                };
+            }
             let found = group.and_then(|g| g.offsets.get(&(topic.to_string(), partition)));
             match found {
                 Some(v) => FetchedOffset {
@@ -245,12 +291,14 @@ impl Coordinator {
                     offset: v.offset,
                     leader_epoch: v.leader_epoch,
                     metadata: v.metadata.clone(),
+                    error: NONE,
                 },
                 None => FetchedOffset {
                     partition,
                     offset: -1,
                     leader_epoch: -1,
                     metadata: String::new(),
+                    error: NONE,
                 },
             }
         };

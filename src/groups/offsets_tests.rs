@@ -46,7 +46,7 @@ fn commit_durably(c: &mut Coordinator, req: CommitRequest, now_ms: i64) -> (Comm
 }
 
 fn fetched(c: &Coordinator, group: &str) -> Option<i64> {
-    let reply = c.fetch_offsets(group, Some(&[("t".into(), vec![0])]));
+    let reply = c.fetch_offsets(group, Some(&[("t".into(), vec![0])]), false);
     let offset = reply.first()?.1.first()?.offset;
     (offset >= 0).then_some(offset)
 }
@@ -98,13 +98,13 @@ fn simple_commit_creates_group_and_fetch_reads_it_back() {
     let (reply, fx) = commit_durably(&mut c, commit("s", -1, "", 42), 10);
     assert_eq!(reply, vec![("t".to_string(), vec![(0, NONE)])]);
     assert_eq!(fx.records.len(), 1);
-    let all = c.fetch_offsets("s", None);
+    let all = c.fetch_offsets("s", None, false);
     assert_eq!(all[0].1[0].offset, 42);
     assert_eq!(all[0].1[0].leader_epoch, 4);
     assert_eq!(all[0].1[0].metadata, "m");
-    let some = c.fetch_offsets("s", Some(&[("t".into(), vec![0, 1])]));
+    let some = c.fetch_offsets("s", Some(&[("t".into(), vec![0, 1])]), false);
     assert_eq!(some[0].1[1].offset, -1, "never committed");
-    assert!(c.fetch_offsets("unknown", None).is_empty());
+    assert!(c.fetch_offsets("unknown", None, false).is_empty());
     // A generation >= 0 for an unknown group is refused.
     let (reply, _) = commit_durably(&mut c, commit("x", 3, "m", 1), 10);
     assert_eq!(reply[0].1[0].1, ILLEGAL_GENERATION);
@@ -164,9 +164,9 @@ fn offsets_of_empty_groups_expire_after_retention() {
     commit_durably(&mut c, commit("s", -1, "", 7), 1);
     // Stable groups keep their offsets.
     c.tick(5000);
-    assert_eq!(c.fetch_offsets("g", None)[0].1[0].offset, 5);
+    assert_eq!(c.fetch_offsets("g", None, false)[0].1[0].offset, 5);
     assert!(
-        c.fetch_offsets("s", None).is_empty(),
+        c.fetch_offsets("s", None, false).is_empty(),
         "simple group expired by commit time"
     );
     c.leave(
@@ -179,12 +179,12 @@ fn offsets_of_empty_groups_expire_after_retention() {
     );
     c.tick(6500);
     assert_eq!(
-        c.fetch_offsets("g", None).len(),
+        c.fetch_offsets("g", None, false).len(),
         1,
         "not yet: empty for 500 ms"
     );
     let fx = c.tick(7100);
-    assert!(c.fetch_offsets("g", None).is_empty());
+    assert!(c.fetch_offsets("g", None, false).is_empty());
     assert!(c.group_state("g").is_none(), "nothing left: group removed");
     assert_eq!(fx.records.len(), 2, "offset and group tombstones");
 }
@@ -204,19 +204,22 @@ fn per_commit_retention_time_overrides_broker_retention() {
     let (_, fx) = commit_durably(&mut c, long, 0);
     commit_durably(&mut c, short, 0);
     c.tick(300);
-    assert!(c.fetch_offsets("short", None).is_empty(), "own retention");
+    assert!(
+        c.fetch_offsets("short", None, false).is_empty(),
+        "own retention"
+    );
     c.tick(4000);
-    assert_eq!(c.fetch_offsets("long", None)[0].1[0].offset, 3);
+    assert_eq!(c.fetch_offsets("long", None, false)[0].1[0].offset, 3);
     // The expiry is stored (offset value v1) and survives a reload.
     let mut fresh = coordinator();
     for r in &fx.records {
         fresh.replay(&r.key, r.value.as_deref(), 0).unwrap();
     }
     fresh.tick(4000);
-    assert_eq!(fresh.fetch_offsets("long", None)[0].1[0].offset, 3);
+    assert_eq!(fresh.fetch_offsets("long", None, false)[0].1[0].offset, 3);
     for co in [&mut c, &mut fresh] {
         let fx = co.tick(5000);
-        assert!(co.fetch_offsets("long", None).is_empty());
+        assert!(co.fetch_offsets("long", None, false).is_empty());
         assert_eq!(
             fx.records.len(),
             1,
@@ -234,7 +237,7 @@ fn per_commit_retention_time_overrides_broker_retention() {
     );
     commit_durably(&mut c, commit("s", -1, "", 2), 6000);
     c.tick(6500);
-    assert_eq!(c.fetch_offsets("s", None)[0].1[0].offset, 2);
+    assert_eq!(c.fetch_offsets("s", None, false)[0].1[0].offset, 2);
 }
 
 #[test]
@@ -254,7 +257,7 @@ fn committed_offsets_for_lag_and_replay() {
     for r in &fx.records {
         fresh.replay(&r.key, r.value.as_deref(), 2).unwrap();
     }
-    assert_eq!(fresh.fetch_offsets("s", None)[0].1[0].offset, 11);
+    assert_eq!(fresh.fetch_offsets("s", None, false)[0].1[0].offset, 11);
     fresh.replay(&fx.records[0].key, None, 3).unwrap();
     assert!(fresh.committed_offsets().is_empty());
 }
@@ -429,4 +432,33 @@ mod hosted {
         let restarted = super::hosted::host(&logs);
         assert_eq!(fetch(&restarted), Some(1));
     }
+}
+
+/// OffsetFetch with `require_stable` (read_committed consumers) must not hand out an
+/// offset an open transaction is about to replace; without it, the committed one.
+#[test]
+fn require_stable_waits_for_open_transactional_offsets() {
+    let mut c = coordinator();
+    commit_durably(&mut c, commit("s", -1, "", 5), 0);
+    c.stage_txn_offsets(42, "s", [("t".to_string(), 0)]);
+    let stable = |c: &Coordinator, require: bool| {
+        let reply = c.fetch_offsets("s", Some(&[("t".into(), vec![0, 1])]), require);
+        reply[0]
+            .1
+            .iter()
+            .map(|p| (p.offset, p.error))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stable(&c, false), vec![(5, NONE), (-1, NONE)]);
+    assert_eq!(
+        stable(&c, true),
+        vec![(-1, UNSTABLE_OFFSET_COMMIT), (-1, NONE)],
+        "only the partition the transaction wrote is unstable"
+    );
+    assert_eq!(
+        c.fetch_offsets("s", None, true)[0].1[0].error,
+        UNSTABLE_OFFSET_COMMIT
+    );
+    c.end_txn_offsets(42);
+    assert_eq!(stable(&c, true), vec![(5, NONE), (-1, NONE)]);
 }

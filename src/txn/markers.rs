@@ -118,6 +118,19 @@ pub async fn write_marker_local(
             return ResponseError::UnknownServerError.code();
         }
     }
+    if topic == OFFSETS_TOPIC {
+        // Committed or aborted, the transaction's offsets are no longer pending.
+        let producer_id = marker.producer_id;
+        let ended = crate::groups::driver::with_coordinator(shard, index, move |c, _| {
+            c.end_txn_offsets(producer_id);
+            ((), crate::groups::Effects::default())
+        })
+        .await;
+        if let Err(e) = ended {
+            // Not loaded here: a loading coordinator starts with nothing pending.
+            tracing::debug!(partition = index, error = %e, "ending pending transactional offsets");
+        }
+    }
     ResponseError::Unknown(0).code()
 }
 

@@ -161,6 +161,10 @@ pub struct Coordinator {
     pub(crate) next_offset_expiry_ms: i64,
     /// The id of the last OffsetCommit staged (ids start at 1).
     pub(crate) last_commit_id: CommitId,
+    /// Offsets written by open transactions, by producer id: (group, topic, partition).
+    /// OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them until
+    /// the transaction's marker lands.
+    pub(crate) pending_txn_offsets: BTreeMap<i64, Vec<(String, String, i32)>>,
 }
 
 impl Coordinator {
@@ -174,6 +178,7 @@ impl Coordinator {
             member_id_salt,
             next_offset_expiry_ms: 0,
             last_commit_id: 0,
+            pending_txn_offsets: BTreeMap::new(),
         }
     }
 

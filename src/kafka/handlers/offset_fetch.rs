@@ -22,7 +22,8 @@ pub async fn handle(ctx: &Context, request: OffsetFetchRequest) -> OffsetFetchRe
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect::<Vec<_>>()
             });
-            let (error, reply) = fetch_group(ctx, g.group_id.to_string(), topics).await;
+            let (error, reply) =
+                fetch_group(ctx, g.group_id.to_string(), topics, request.require_stable).await;
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
@@ -37,7 +38,14 @@ pub async fn handle(ctx: &Context, request: OffsetFetchRequest) -> OffsetFetchRe
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect::<Vec<_>>()
     });
-    let (error, reply) = fetch_group(ctx, request.group_id.to_string(), topics).await;
+    // `require_stable` exists from v7 (the crate decodes it false before).
+    let (error, reply) = fetch_group(
+        ctx,
+        request.group_id.to_string(),
+        topics,
+        request.require_stable,
+    )
+    .await;
     let topics = reply
         .into_iter()
         .map(|(name, partitions)| {
@@ -51,9 +59,7 @@ pub async fn handle(ctx: &Context, request: OffsetFetchRequest) -> OffsetFetchRe
                     if ctx.version >= 5 {
                         out.committed_leader_epoch = p.leader_epoch;
                     }
-                    if ctx.version < 2 {
-                        out.error_code = error;
-                    }
+                    out.error_code = if ctx.version < 2 { error } else { p.error };
                     out
                 })
                 .collect();
@@ -73,12 +79,16 @@ async fn fetch_group(
     ctx: &Context,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> (i16, FetchReply) {
     let gid = group_id.clone();
     let outcome = OFFSETS
         .route(&ctx.shard, &group_id, move |shard, partition| async move {
             driver::with_coordinator(&shard, partition, move |c, _now| {
-                (c.fetch_offsets(&gid, topics.as_deref()), Default::default())
+                (
+                    c.fetch_offsets(&gid, topics.as_deref(), require_stable),
+                    Default::default(),
+                )
             })
             .await
         })
@@ -101,6 +111,7 @@ fn encode_batched(reply: FetchReply) -> Vec<OffsetFetchResponseTopics> {
                         .with_committed_offset(p.offset)
                         .with_committed_leader_epoch(p.leader_epoch)
                         .with_metadata(Some(StrBytes::from_string(p.metadata)))
+                        .with_error_code(p.error)
                 })
                 .collect();
             OffsetFetchResponseTopics::default()

@@ -111,6 +111,16 @@ async fn commit(
     if records.is_empty() {
         return 0;
     }
+    let staged: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.to_string(), p.partition_index))
+        })
+        .filter(|(t, p)| image.topic(t).is_some_and(|m| m.has_partition(*p)))
+        .collect();
     let generation = if ctx.version >= 3 {
         request.generation_id
     } else {
@@ -130,6 +140,14 @@ async fn commit(
                         return Ok(ResponseError::IllegalGeneration.code());
                     }
                 }
+                // Pending before the records can be read back, so a `require_stable`
+                // OffsetFetch never sees the old offset while this transaction is open.
+                let staged_group = group.clone();
+                groups::with_coordinator(&shard, partition, move |c, _| {
+                    c.stage_txn_offsets(pid, &staged_group, staged);
+                    ((), Effects::default())
+                })
+                .await?;
                 Ok(
                     match markers::append_txn_offsets(&shard, partition, pid, epoch, &records).await
                     {
