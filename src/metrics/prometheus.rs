@@ -210,6 +210,11 @@ pub fn render(s: &Snapshot) -> String {
             "Segment files flushed by commit turns (divide by turns for files per turn).",
             s.commit_turn_files,
         ),
+        (
+            "sluice_fetch_incremental_total",
+            "Fetches served incrementally from a fetch session (KIP-227).",
+            s.fetch_incremental,
+        ),
     ] {
         let _ = writeln!(
             out,

@@ -79,6 +79,7 @@ pub struct ShardMetrics {
     connections_refused: u64,
     commit_turns: u64,
     commit_turn_files: u64,
+    fetch_incremental: u64,
 }
 
 impl Default for ShardMetrics {
@@ -93,6 +94,7 @@ impl Default for ShardMetrics {
             commit_turns: 0,
             commit_turn_files: 0,
             connections_refused: 0,
+            fetch_incremental: 0,
         }
     }
 }
@@ -167,6 +169,11 @@ pub fn count_commit_turn(files: u64) {
     });
 }
 
+/// Counts a Fetch served incrementally from a fetch session (KIP-227).
+pub fn count_incremental_fetch() {
+    with(|m| m.fetch_incremental += 1);
+}
+
 /// Counts a connection accepted (`true`) or refused by the connection limit.
 pub fn count_connection(accepted: bool) {
     with(|m| {
@@ -235,6 +242,8 @@ pub struct Snapshot {
     pub commit_turns: u64,
     /// Segment files flushed by those turns (files per turn = this / turns).
     pub commit_turn_files: u64,
+    /// Fetches served incrementally from a fetch session since start.
+    pub fetch_incremental: u64,
     /// Requests accepted and not yet answered (gauge).
     pub requests_in_flight: u64,
     /// Partitions and their sizes/offsets.
@@ -261,6 +270,7 @@ pub fn snapshot() -> Snapshot {
         connections_refused: m.connections_refused,
         commit_turns: m.commit_turns,
         commit_turn_files: m.commit_turn_files,
+        fetch_incremental: m.fetch_incremental,
         ..Snapshot::default()
     })
 }
@@ -306,6 +316,7 @@ impl Snapshot {
         self.connections_refused += other.connections_refused;
         self.commit_turns += other.commit_turns;
         self.commit_turn_files += other.commit_turn_files;
+        self.fetch_incremental += other.fetch_incremental;
         self.requests_in_flight += other.requests_in_flight;
         self.partitions.extend(other.partitions);
         self.lag.extend(other.lag);

@@ -8,11 +8,12 @@
 //! the limit (plus that one batch), so a consumer of many full partitions gets a response of
 //! about `max_bytes`, not the sum of its `partition_max_bytes`.
 //!
-//! Sessions (KIP-227) are not kept: every answer is a full, sessionless response
-//! (session id 0), which every client accepts.
+//! Incremental fetch sessions (KIP-227, v7+) are kept per shard (`session.rs`): a session's
+//! fetch reads every partition it holds and answers only those with something new.
 
 mod gather;
 mod owner;
+mod session;
 
 use std::time::Duration;
 
@@ -30,7 +31,25 @@ use gather::{gather, Wait};
 use owner::ReadSpec;
 
 /// Answers Fetch.
-pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
+pub async fn handle(ctx: &Context, mut request: FetchRequest) -> FetchResponse {
+    let plan = if ctx.version >= 7 {
+        let now = std::time::Instant::now();
+        session::plan(&mut request, ctx.shard.id, ctx.shard.count, now)
+    } else {
+        session::Plan::Full { session_id: 0 }
+    };
+    let (session_id, incremental) = match plan {
+        session::Plan::Full { session_id } => (session_id, false),
+        session::Plan::Incremental { session_id } => {
+            metrics::registry::count_incremental_fetch();
+            (session_id, true)
+        }
+        session::Plan::Refuse(error) => {
+            return FetchResponse::default()
+                .with_error_code(error.code())
+                .with_session_id(0)
+        }
+    };
     let image = ctx.shard.image();
     let read_committed = request.isolation_level == 1;
     let response_max_bytes = if request.max_bytes <= 0 {
@@ -140,8 +159,11 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
         }
         data.records = Some(records);
     }
+    if session_id != 0 {
+        session::settle(session_id, incremental, &mut topics);
+    }
     FetchResponse::default()
-        .with_session_id(0)
+        .with_session_id(session_id)
         .with_responses(topics)
 }
 
