@@ -1,4 +1,4 @@
-//! APIs Kafka 4 clients and tools call that older brokers lacked: DescribeTopicPartitions
+//! APIs and versions Kafka 4 clients and tools use that older brokers lacked: DescribeTopicPartitions
 //! with its cursor (Kafka 4's `kafka-topics.sh --describe`), the KIP-714 telemetry pair,
 //! ListConfigResources, and Kafka 4.1's full topic-config set with its synonyms.
 
@@ -269,4 +269,49 @@ fn every_kafka_topic_config_is_accepted_and_described_with_synonyms() {
     assert_eq!(retention.synonyms[0].name.as_str(), "log.retention.ms");
     assert_eq!(entry("min.cleanable.dirty.ratio").config_type, 6, "DOUBLE");
     assert_eq!(entry("preallocate").config_type, 1, "BOOLEAN");
+}
+
+#[test]
+fn newest_versions_refuse_unknown_topic_ids_and_groups_as_kafka_4_does() {
+    let broker = common::Broker::start_with(&["--auto-create-topics", "true"]);
+    let mut conn = Conn::open(broker.addr());
+
+    // Produce v13 names topics by id; an unknown id is UNKNOWN_TOPIC_ID, never created.
+    let partition = produce_request::PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(common::raw::record_batch("by-id")));
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_topic_id(uuid::Uuid::new_v4())
+            .with_partition_data(vec![partition])]);
+    match conn.call(ApiKey::Produce, 13, &RequestKind::Produce(request)) {
+        Ok(ResponseKind::Produce(r)) => {
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 100)
+        }
+        other => panic!("Produce v13: {other:?}"),
+    }
+
+    // DescribeGroups v6 (KIP-1043): an unknown group is GROUP_ID_NOT_FOUND; v5 says Dead.
+    let describe = |conn: &mut Conn, version: i16| {
+        let request = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("no-such-group"))]);
+        match conn.call(
+            ApiKey::DescribeGroups,
+            version,
+            &RequestKind::DescribeGroups(request),
+        ) {
+            Ok(ResponseKind::DescribeGroups(r)) => r.groups.into_iter().next().expect("group"),
+            other => panic!("DescribeGroups v{version}: {other:?}"),
+        }
+    };
+    let v6 = describe(&mut conn, 6);
+    assert_eq!(v6.error_code, 69, "GROUP_ID_NOT_FOUND");
+    assert_eq!(
+        v6.error_message.as_deref(),
+        Some("Group no-such-group not found.")
+    );
+    let v5 = describe(&mut conn, 5);
+    assert_eq!((v5.error_code, v5.group_state.as_str()), (0, "Dead"));
 }

@@ -40,9 +40,13 @@ fn request(api: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> Opti
             let p = produce_request::PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(record_batch(&format!("v{version}"))));
-            let t = produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![p]);
+            let t = produce_request::TopicProduceData::default().with_partition_data(vec![p]);
+            // v13 names the topic by id (KIP-516).
+            let t = if version >= 13 {
+                t.with_topic_id(topic_id)
+            } else {
+                t.with_name(name(topic))
+            };
             RequestKind::Produce(
                 ProduceRequest::default()
                     .with_acks(-1)

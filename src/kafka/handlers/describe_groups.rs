@@ -1,5 +1,8 @@
-//! DescribeGroups (key 15), v0-v5: state, protocol, members and assignments of groups.
+//! DescribeGroups (key 15), v0-v6: state, protocol, members and assignments of groups.
+//! From v6 (KIP-1043) a group that does not exist is GROUP_ID_NOT_FOUND with Kafka's
+//! message; before, it is described in state Dead, as Kafka does.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -39,6 +42,13 @@ pub async fn handle(ctx: &Context, request: DescribeGroupsRequest) -> DescribeGr
 }
 
 fn encode(version: i16, d: GroupDescription) -> DescribedGroup {
+    if version >= 6 && d.state == "Dead" {
+        return DescribedGroup::default()
+            .with_group_id(kafka_protocol::messages::GroupId(s(d.group_id.clone())))
+            .with_error_code(ResponseError::GroupIdNotFound.code())
+            .with_error_message(Some(s(format!("Group {} not found.", d.group_id))))
+            .with_group_state(StrBytes::from_static_str(""));
+    }
     let members = d
         .members
         .into_iter()

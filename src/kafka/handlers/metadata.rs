@@ -1,4 +1,4 @@
-//! Metadata (key 3), v0-v12: brokers, topics, partitions and leaders; auto-creates topics.
+//! Metadata (key 3), v0-v13 (v13: the top-level error is always NONE): brokers, topics, partitions and leaders; auto-creates topics.
 
 use std::sync::Arc;
 

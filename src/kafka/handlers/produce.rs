@@ -1,4 +1,4 @@
-//! Produce (key 0), v3-v12: validate record batches, append them through the partition's
+//! Produce (key 0), v3-v13 (v13 names topics by id): validate record batches, append them through the partition's
 //! replicated log, answer as `acks` asks.
 //!
 //! Partitions are grouped by owner shard; each group runs on its shard concurrently with
@@ -44,22 +44,41 @@ struct PartitionResult {
 /// Answers Produce; `None` for acks=0 (the client expects no response).
 pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = Acks::from_wire(request.acks);
-    let names: Vec<String> = request
-        .topic_data
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    let image = super::auto_create(ctx, names.clone()).await;
+    // v13 names topics by id (KIP-516): an unknown id is never auto-created.
+    let by_id = ctx.version >= 13;
+    let (names, image) = if by_id {
+        let image = ctx.shard.image();
+        let names = request
+            .topic_data
+            .iter()
+            .map(|t| {
+                image
+                    .topic_by_id(&t.topic_id)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        (names, image)
+    } else {
+        let names: Vec<String> = request
+            .topic_data
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        let image = super::auto_create(ctx, names.clone()).await;
+        (names, image)
+    };
     let shards = ctx.shard.count;
     let mut per_shard: Vec<Vec<PartitionWrite>> = (0..shards).map(|_| Vec::new()).collect();
     let mut results = Vec::new();
     let mut skeleton: Vec<TopicProduceResponse> = Vec::with_capacity(names.len());
     for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
         let name = &names[topic_index];
-        let known = image.topic(name);
+        let known = image.topic(name).filter(|_| !name.is_empty());
         skeleton.push(
             TopicProduceResponse::default()
                 .with_name(topic.name.clone())
+                .with_topic_id(topic.topic_id)
                 .with_partition_responses(
                     topic
                         .partition_data
@@ -100,6 +119,10 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                         records: data.records,
                     });
                 }
+                None if by_id => results.push(refuse(
+                    ResponseError::UnknownTopicId,
+                    "This server does not host this topic id.",
+                )),
                 _ => results.push(refuse(
                     ResponseError::UnknownTopicOrPartition,
                     "This server does not host this topic-partition.",

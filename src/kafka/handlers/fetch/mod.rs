@@ -1,4 +1,4 @@
-//! Fetch (key 1), v4-v16: read whole batches up to the high watermark (read_uncommitted) or
+//! Fetch (key 1), v4-v18 (v17-v18 add only fields for KRaft followers, ignored): read whole batches up to the high watermark (read_uncommitted) or
 //! the last stable offset (read_committed, with the aborted transactions of the range so the
 //! client drops their records); long-poll until `min_bytes` are available or `max_wait_ms`
 //! passes, woken by commits on the owner shards (never by polling, `gather.rs`).
