@@ -21,6 +21,9 @@ use crate::connection::Connection;
 use crate::error::{check, Error, Result};
 use crate::metadata::BrokerInfo;
 
+/// Kafka's GROUP_ID_NOT_FOUND.
+const GROUP_ID_NOT_FOUND: i16 = 69;
+
 /// A group as ListGroups lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupListing {
@@ -169,7 +172,8 @@ impl Client {
         Ok(out.into_values().collect())
     }
 
-    /// State, protocol and members (with decoded assignments) of `group`.
+    /// State, protocol and members (with decoded assignments) of `group`; a group that
+    /// does not exist is described as Dead with no members.
     pub fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         self.retrying(|| {
             let conn = self.coordinator(group)?;
@@ -185,6 +189,17 @@ impl Client {
                     version: 0,
                     reason: "no group in response".into(),
                 })?;
+            if g.error_code == GROUP_ID_NOT_FOUND {
+                // DescribeGroups v6+ (KIP-1043) says so where older versions describe
+                // the group as Dead: one answer for callers, whatever version was used.
+                return Ok(GroupDescription {
+                    group_id: group.to_string(),
+                    state: "Dead".to_string(),
+                    protocol_type: String::new(),
+                    protocol: String::new(),
+                    members: Vec::new(),
+                });
+            }
             check(
                 g.error_code,
                 conn.addr(),
