@@ -315,3 +315,41 @@ fn newest_versions_refuse_unknown_topic_ids_and_groups_as_kafka_4_does() {
     let v5 = describe(&mut conn, 5);
     assert_eq!((v5.error_code, v5.group_state.as_str()), (0, "Dead"));
 }
+
+/// `compression.type` is honoured as Kafka does: batches are re-encoded in the topic's
+/// codec on produce (here an uncompressed idempotent batch stored as gzip), keeping its
+/// offsets, values and producer fields, and `uncompressed` stores what a producer
+/// compressed without compression.
+#[test]
+fn compression_type_re_encodes_produced_batches() {
+    use common::raw::{batch_with, decode_batches, fetch, produce};
+
+    let broker = common::Broker::start_with(&["--auto-create-topics", "false"]);
+    let mut conn = Conn::open(broker.addr());
+    let codec = |records: &bytes::Bytes| i16::from_be_bytes([records[21], records[22]]) & 0x7;
+    for (topic, setting, want) in [("to-gzip", "gzip", 1), ("to-zstd", "zstd", 4)] {
+        assert_eq!(
+            create(&mut conn, topic, 1, &[("compression.type", setting)]),
+            0
+        );
+        let (error, base) = produce(&mut conn, 9, topic, batch_with("first", 77, 0, 0));
+        assert_eq!((error, base), (0, 0), "{topic}");
+        let (error, base) = produce(&mut conn, 9, topic, batch_with("second", 77, 0, 1));
+        assert_eq!((error, base), (0, 1), "{topic}");
+        // A retry of the second batch is still recognised after re-encoding.
+        let (error, base) = produce(&mut conn, 9, topic, batch_with("second", 77, 0, 1));
+        assert_eq!(
+            (error, base),
+            (0, 1),
+            "{topic}: the retry gets its original offset"
+        );
+        let fetched = fetch(&mut conn, topic, 0, 0, 1 << 20);
+        assert_eq!(fetched.high_watermark, 2, "{topic}");
+        assert_eq!(codec(&fetched.records), want, "{topic} stored as {setting}");
+        let values: Vec<_> = decode_batches(&fetched.records)
+            .into_iter()
+            .flat_map(|(_, _, values)| values)
+            .collect();
+        assert_eq!(values, vec!["first", "second"], "{topic}");
+    }
+}

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::records::Compression;
+
 use crate::storage::LogConfig;
 
 /// Kafka's default `max.message.bytes` (1 MiB plus record batch overhead).
@@ -64,10 +66,10 @@ const fn def(
 #[rustfmt::skip]
 pub const CONFIG_DEFS: &[ConfigDef] = &[
     def("cleanup.policy", "delete", Some("log.cleanup.policy"), Kind::ChoiceList(&["delete", "compact"]), "Retention policy for old segments: delete or compact (compaction is accepted but not yet enforced)."),
-    def("compression.gzip.level", "-1", Some("compression.gzip.level"), Kind::Int { min: -1, max: 9 }, "Compression level for gzip (accepted, not used: batches are stored as produced)."),
-    def("compression.lz4.level", "9", Some("compression.lz4.level"), Kind::Int { min: 1, max: 17 }, "Compression level for lz4 (accepted, not used: batches are stored as produced)."),
-    def("compression.type", "producer", Some("compression.type"), Kind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), "Final compression of the topic's batches (accepted; Sluice stores batches as produced)."),
-    def("compression.zstd.level", "3", Some("compression.zstd.level"), Kind::Int { min: -131_072, max: 22 }, "Compression level for zstd (accepted, not used: batches are stored as produced)."),
+    def("compression.gzip.level", "-1", Some("compression.gzip.level"), Kind::Int { min: -1, max: 9 }, "Compression level for gzip (accepted, not applied: recompression uses gzip's default level)."),
+    def("compression.lz4.level", "9", Some("compression.lz4.level"), Kind::Int { min: 1, max: 17 }, "Compression level for lz4 (accepted, not applied: recompression uses lz4's default level)."),
+    def("compression.type", "producer", Some("compression.type"), Kind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), "Final compression of the topic's batches: producer keeps them as produced, any codec (or uncompressed) re-encodes them on produce."),
+    def("compression.zstd.level", "3", Some("compression.zstd.level"), Kind::Int { min: -131_072, max: 22 }, "Compression level for zstd (accepted, not applied: recompression uses zstd's default level)."),
     def("delete.retention.ms", "86400000", Some("log.cleaner.delete.retention.ms"), Kind::Long { min: 0 }, "How long tombstones are kept on compacted topics (accepted; compaction not yet enforced)."),
     def("file.delete.delay.ms", "60000", Some("log.segment.delete.delay.ms"), Kind::Long { min: 0 }, "Delay before deleting a file (accepted; Sluice deletes at once)."),
     def("flush.messages", "9223372036854775807", Some("log.flush.interval.messages"), Kind::Long { min: 1 }, "Forced fsync interval in records (accepted; Sluice syncs for acks=all)."),
@@ -235,6 +237,9 @@ pub struct TopicConfig {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` contains `compact` (accepted, not yet enforced).
     pub compact: bool,
+    /// `compression.type`: the codec every stored batch is re-encoded in, or `None`
+    /// (`producer`) to store batches as produced.
+    pub compression: Option<Compression>,
 }
 
 impl TopicConfig {
@@ -260,6 +265,14 @@ impl TopicConfig {
             compact: get("cleanup.policy")
                 .split(',')
                 .any(|p| p.trim() == "compact"),
+            compression: match get("compression.type") {
+                "uncompressed" => Some(Compression::None),
+                "gzip" => Some(Compression::Gzip),
+                "snappy" => Some(Compression::Snappy),
+                "lz4" => Some(Compression::Lz4),
+                "zstd" => Some(Compression::Zstd),
+                _ => None,
+            },
         }
     }
 

@@ -156,6 +156,39 @@ pub fn decode_marker(batch: &Bytes) -> Option<Marker> {
     }
 }
 
+/// Re-encodes every data batch of a produced record set whose codec is not `codec`, as
+/// Kafka does for a topic whose `compression.type` is not `producer`. Records keep their
+/// keys, values, headers, timestamps, offsets deltas and the batch's producer fields
+/// (id, epoch, sequences, transactional flag), so idempotence and transactions see the
+/// same batch; control batches and batches already in `codec` are copied as they are.
+/// Kafka's compression levels are not applied: each codec's default level is used.
+pub fn recompress(record_set: &[u8], codec: Compression) -> Result<BytesMut, EncodeError> {
+    let mut out = BytesMut::with_capacity(record_set.len());
+    let mut rest = record_set;
+    while !rest.is_empty() {
+        let size = super::batch::peek_total_size_bytes(rest)
+            .filter(|size| *size <= rest.len())
+            .ok_or_else(|| EncodeError("a truncated batch".into()))?;
+        let (batch, tail) = rest.split_at(size);
+        rest = tail;
+        let header = BatchHeader::parse(batch).map_err(|e| EncodeError(e.to_string()))?;
+        if header.is_control() || header.attributes & 0x7 == codec as i16 {
+            out.extend_from_slice(batch);
+            continue;
+        }
+        let mut bytes = Bytes::copy_from_slice(batch);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+            .map_err(|e| EncodeError(format!("decoding a produced batch: {e}")))?;
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: codec,
+        };
+        RecordBatchEncoder::encode(&mut out, set.records.iter(), &options)
+            .map_err(|e| EncodeError(e.to_string()))?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,8 +235,34 @@ async fn write_partition(
         validated.total_bytes as u64,
         validated.record_count.max(0) as u64,
     );
-    // The one copy the design allows before the DMA head chunk: offsets are stamped in place.
-    let batches = BytesMut::from(&records[..]);
+    let batches = match config.compression {
+        // The one copy the design allows before the DMA head chunk: offsets are stamped in
+        // place.
+        None => BytesMut::from(&records[..]),
+        // `compression.type` names a codec: batches are re-encoded in it, as Kafka does,
+        // and the result is held to the same rules (a batch may grow past the limit).
+        Some(codec) => {
+            let recompressed = crate::storage::records::recompress(&records, codec)
+                .map_err(|e| (ResponseError::CorruptMessage, e.to_string()))
+                .and_then(|b| {
+                    validate_produce(&b, config.max_message_bytes, now, policy)
+                        .map(|_| b)
+                        .map_err(|e| {
+                            let code = e.kafka_error_code();
+                            let error = ResponseError::try_from_code(code)
+                                .unwrap_or(ResponseError::CorruptMessage);
+                            (error, e.to_string())
+                        })
+                });
+            match recompressed {
+                Ok(b) => b,
+                Err(error) => {
+                    result.error = Some(error);
+                    return result;
+                }
+            }
+        }
+    };
     let info = match partition.append(batches, config.log_append_time, now) {
         Ok(Appended::New(info)) => info,
         Ok(Appended::Duplicate(original)) => {
