@@ -2,6 +2,7 @@
 
 pub mod error_codes;
 pub mod handlers;
+pub mod legacy;
 pub mod versions;
 
 use std::rc::Rc;
@@ -95,8 +96,11 @@ pub fn decode(frame: Bytes) -> Result<Decoded, DecodeError> {
     let header_version = api_key.request_header_version(version);
     let header =
         RequestHeader::decode(&mut buf, header_version).map_err(|e| malformed(e.to_string()))?;
-    let body =
-        RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(e.to_string()))?;
+    let body = if legacy::is_legacy(api_key, version) {
+        legacy::decode(api_key, version, &mut buf).map_err(malformed)?
+    } else {
+        RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(e.to_string()))?
+    };
     Ok(Decoded::Request(Box::new(Request {
         header,
         api_key,
@@ -161,8 +165,9 @@ pub async fn handle(shard: Rc<Shard>, request: Request) -> Option<Bytes> {
         metrics::registry::count_error(api_key as i16, code)
     });
     let header_version = api_key.response_header_version(version);
+    let body_version = legacy::response_version(api_key, version);
     frame_response(correlation_id, header_version, |buf| {
-        response.encode(buf, version)
+        response.encode(buf, body_version)
     })
 }
 

@@ -41,6 +41,24 @@ impl Conn {
         version: i16,
         body: &RequestKind,
     ) -> Result<ResponseKind, String> {
+        let mut encoded = BytesMut::new();
+        body.encode(&mut encoded, version)
+            .map_err(|e| format!("encoding request body: {e}"))?;
+        let mut frame = self.call_raw(api, version, &encoded)?;
+        let response = ResponseKind::decode(api, &mut frame, version)
+            .map_err(|e| format!("response body: {e}"))?;
+        if frame.has_remaining() {
+            return Err(format!(
+                "{} trailing bytes after the response",
+                frame.remaining()
+            ));
+        }
+        Ok(response)
+    }
+
+    /// Sends a request whose body is already encoded (versions the protocol crate cannot
+    /// encode) and returns the response body after its header.
+    pub fn call_raw(&mut self, api: ApiKey, version: i16, body: &[u8]) -> Result<Bytes, String> {
         self.correlation_id += 1;
         let header = RequestHeader::default()
             .with_request_api_key(api as i16)
@@ -52,8 +70,7 @@ impl Conn {
         header
             .encode(&mut buf, api.request_header_version(version))
             .map_err(|e| format!("encoding request header: {e}"))?;
-        body.encode(&mut buf, version)
-            .map_err(|e| format!("encoding request body: {e}"))?;
+        buf.put_slice(body);
         let size = (buf.len() - 4) as i32;
         buf[0..4].copy_from_slice(&size.to_be_bytes());
         self.stream
@@ -76,15 +93,7 @@ impl Conn {
                 header.correlation_id, self.correlation_id
             ));
         }
-        let response = ResponseKind::decode(api, &mut frame, version)
-            .map_err(|e| format!("response body: {e}"))?;
-        if frame.has_remaining() {
-            return Err(format!(
-                "{} trailing bytes after the response",
-                frame.remaining()
-            ));
-        }
-        Ok(response)
+        Ok(frame)
     }
 }
 

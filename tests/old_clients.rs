@@ -1,0 +1,93 @@
+//! Request versions Kafka 4 removed (KIP-896) that clients of the Kafka 2.x era still send
+//! and Sluice keeps accepting: OffsetCommit v0 and v1 (Go's sarama before 1.40). The
+//! requests are encoded by hand here, since the protocol crate no longer knows them.
+
+mod common;
+
+use bytes::{BufMut, BytesMut};
+use common::raw::{name, Conn};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+fn put_string(b: &mut BytesMut, s: &str) {
+    b.put_i16(s.len() as i16);
+    b.put_slice(s.as_bytes());
+}
+
+/// OffsetCommit v0 (or v1, with a generation, member and commit timestamp) of one offset.
+fn offset_commit(version: i16, group: &str, topic: &str, offset: i64) -> BytesMut {
+    let mut b = BytesMut::new();
+    put_string(&mut b, group);
+    if version >= 1 {
+        b.put_i32(-1);
+        put_string(&mut b, "");
+    }
+    b.put_i32(1);
+    put_string(&mut b, topic);
+    b.put_i32(1);
+    b.put_i32(0);
+    b.put_i64(offset);
+    if version >= 1 {
+        b.put_i64(-1);
+    }
+    put_string(&mut b, "from an old client");
+    b
+}
+
+fn committed(conn: &mut Conn, group: &str, topic: &str) -> (i64, String) {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(name(topic))
+                .with_partition_indexes(vec![0]),
+        ]));
+    match conn.call(ApiKey::OffsetFetch, 1, &RequestKind::OffsetFetch(request)) {
+        Ok(ResponseKind::OffsetFetch(r)) => {
+            let p = &r.topics[0].partitions[0];
+            let metadata = p
+                .metadata
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            (p.committed_offset, metadata)
+        }
+        other => panic!("OffsetFetch v1: {other:?}"),
+    }
+}
+
+#[test]
+fn offset_commit_v0_and_v1_are_stored_and_answered() {
+    let broker = common::Broker::start_with(&["--auto-create-topics", "true"]);
+    let mut conn = Conn::open(broker.addr());
+    // Metadata v0 (still in Kafka 4's range for older clients here) creates the topic.
+    let topic = "old-clients";
+    let metadata = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ]));
+    conn.call(ApiKey::Metadata, 0, &RequestKind::Metadata(metadata))
+        .expect("metadata v0");
+    for (version, offset) in [(0i16, 11i64), (1, 22)] {
+        let group = format!("old-group-v{version}");
+        let body = offset_commit(version, &group, topic, offset);
+        let mut answer = conn
+            .call_raw(ApiKey::OffsetCommit, version, &body)
+            .unwrap_or_else(|e| panic!("OffsetCommit v{version}: {e}"));
+        // v0-v2 answers share one wire format; v2 is the oldest the crate decodes.
+        let response = OffsetCommitResponse::decode(&mut answer, 2).expect("decode answer");
+        assert_eq!(response.topics[0].name.as_str(), topic);
+        assert_eq!(response.topics[0].partitions[0].error_code, 0, "v{version}");
+        assert_eq!(
+            committed(&mut conn, &group, topic),
+            (offset, "from an old client".to_string()),
+            "v{version}"
+        );
+    }
+    // A truncated v1 request is refused with a closed connection; the broker keeps serving.
+    let whole = offset_commit(1, "g", topic, 1);
+    assert!(conn
+        .call_raw(ApiKey::OffsetCommit, 1, &whole[..whole.len() - 3])
+        .is_err());
+    let mut conn = Conn::open(broker.addr());
+    assert_eq!(committed(&mut conn, "old-group-v1", topic).0, 22);
+}
