@@ -1,4 +1,5 @@
-//! DescribeCluster (key 60), v0-v2 (v2: no broker is ever fenced): this node as the whole cluster and its controller.
+//! DescribeCluster (key 60), v0-v2: this node as the whole cluster and its controller (v2's
+//! `is_fenced` is always false).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};

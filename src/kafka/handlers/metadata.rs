@@ -1,4 +1,5 @@
-//! Metadata (key 3), v0-v13 (v13: the top-level error is always NONE): brokers, topics, partitions and leaders; auto-creates topics.
+//! Metadata (key 3), v0-v13: brokers, topics, partitions and leaders; auto-creates topics.
+//! v13's top-level error is always NONE.
 
 use std::sync::Arc;
 

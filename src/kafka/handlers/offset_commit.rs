@@ -1,4 +1,5 @@
-//! OffsetCommit (key 8), v0-v9 (v0-v1 decoded by `kafka::legacy`): store consumed positions (with metadata and leader epoch).
+//! OffsetCommit (key 8), v0-v9 (v0-v1 decoded by `kafka::legacy`): store consumed positions
+//! (with metadata and leader epoch).
 //!
 //! v10 names topics by id and is not advertised. The answer waits until the commit records
 //! are durable in `__consumer_offsets` (acks=all).

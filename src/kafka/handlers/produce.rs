@@ -1,5 +1,5 @@
-//! Produce (key 0), v3-v13 (v13 names topics by id): validate record batches, append them through the partition's
-//! replicated log, answer as `acks` asks.
+//! Produce (key 0), v3-v13 (v13 names topics by id): validate record batches, append them
+//! through the partition's replicated log, answer as `acks` asks.
 //!
 //! Partitions are grouped by owner shard; each group runs on its shard concurrently with
 //! the others, and the answers are put back in the request's order.

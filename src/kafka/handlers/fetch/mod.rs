@@ -1,7 +1,8 @@
-//! Fetch (key 1), v4-v18 (v17-v18 add only fields for KRaft followers, ignored): read whole batches up to the high watermark (read_uncommitted) or
+//! Fetch (key 1), v4-v18: read whole batches up to the high watermark (read_uncommitted) or
 //! the last stable offset (read_committed, with the aborted transactions of the range so the
 //! client drops their records); long-poll until `min_bytes` are available or `max_wait_ms`
-//! passes, woken by commits on the owner shards (never by polling, `gather.rs`).
+//! passes, woken by commits on the owner shards (never by polling, `gather.rs`). v17-v18
+//! only add fields for KRaft followers, which are ignored.
 //!
 //! The response honours `max_bytes` as Kafka does: whole batches in request order, only the
 //! first batch of the first partition with data may exceed it; each owner reads no more than
