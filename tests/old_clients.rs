@@ -1,6 +1,7 @@
 //! Request versions Kafka 4 removed (KIP-896) that clients of the Kafka 2.x era still send
-//! and Sluice keeps accepting: OffsetCommit v0 and v1 (Go's sarama before 1.40). The
-//! requests are encoded by hand here, since the protocol crate no longer knows them.
+//! and Sluice keeps accepting: OffsetCommit v0 and v1 (Go's sarama before 1.40) and
+//! ListOffsets v0. The requests are encoded by hand here, since the protocol crate no
+//! longer knows them.
 
 mod common;
 
@@ -90,4 +91,62 @@ fn offset_commit_v0_and_v1_are_stored_and_answered() {
         .is_err());
     let mut conn = Conn::open(broker.addr());
     assert_eq!(committed(&mut conn, "old-group-v1", topic).0, 22);
+}
+
+/// ListOffsets v0 of partitions 0 and 9 of `topic` at `timestamp`, one offset asked each.
+fn list_offsets_v0(conn: &mut Conn, topic: &str, timestamp: i64) -> Vec<(i32, i16, Vec<i64>)> {
+    let mut b = BytesMut::new();
+    b.put_i32(-1);
+    b.put_i32(1);
+    put_string(&mut b, topic);
+    b.put_i32(2);
+    for partition in [0, 9] {
+        b.put_i32(partition);
+        b.put_i64(timestamp);
+        b.put_i32(1);
+    }
+    let mut answer = conn
+        .call_raw(ApiKey::ListOffsets, 0, &b)
+        .expect("ListOffsets v0");
+    use bytes::Buf;
+    assert_eq!(answer.get_i32(), 1, "one topic");
+    let len = answer.get_i16() as usize;
+    assert_eq!(&answer.split_to(len)[..], topic.as_bytes());
+    let partitions = answer.get_i32();
+    let out = (0..partitions)
+        .map(|_| {
+            let index = answer.get_i32();
+            let error = answer.get_i16();
+            let offsets = (0..answer.get_i32()).map(|_| answer.get_i64()).collect();
+            (index, error, offsets)
+        })
+        .collect();
+    assert!(!answer.has_remaining(), "trailing bytes");
+    out
+}
+
+#[test]
+fn list_offsets_v0_answers_one_offset_per_partition() {
+    let broker = common::Broker::start_with(&["--auto-create-topics", "true"]);
+    let mut conn = Conn::open(broker.addr());
+    let topic = "old-offsets";
+    for i in 0..3 {
+        let (error, _) = common::raw::produce(
+            &mut conn,
+            9,
+            topic,
+            common::raw::record_batch(&format!("r{i}")),
+        );
+        assert_eq!(error, 0);
+    }
+    assert_eq!(
+        list_offsets_v0(&mut conn, topic, -1),
+        vec![(0, 0, vec![3]), (9, 3, vec![])],
+        "latest; partition 9 does not exist"
+    );
+    assert_eq!(
+        list_offsets_v0(&mut conn, topic, -2)[0],
+        (0, 0, vec![0]),
+        "earliest"
+    );
 }

@@ -19,6 +19,11 @@ use sluice::kafka::versions::SUPPORTED;
 /// know how to build one (the API is then only checked by its own tests).
 fn request(api: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> Option<RequestKind> {
     use kafka_protocol::messages::*;
+    if version < api.valid_versions().min {
+        // Versions Kafka 4 removed, which the crate cannot encode: tests/old_clients.rs
+        // sends them by hand.
+        return None;
+    }
     Some(match api {
         ApiKey::ApiVersions => {
             let mut r = ApiVersionsRequest::default();

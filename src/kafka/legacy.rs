@@ -1,23 +1,29 @@
 //! Request versions Kafka 4 removed (KIP-896) that Sluice still accepts, so clients of the
-//! Kafka 2.x era keep working: OffsetCommit v0-v1, which Go's sarama before 1.40 sends.
+//! Kafka 2.x era keep working: OffsetCommit v0-v1, which Go's sarama before 1.40 sends,
+//! and ListOffsets v0, which it sends when configured for a Kafka older than 0.10.1.
 //!
 //! The protocol crate follows Kafka 4 and no longer knows these versions, so their
 //! requests are decoded here into the crate's newest-shape request (the handler then sees
-//! one request type); their responses share the wire format of the oldest version the
-//! crate knows (OffsetCommit v0-v2 answers are identical), which encodes them.
+//! one request type). OffsetCommit v0-v1 answers share the wire format of v2, which the
+//! crate encodes; ListOffsets v0 answers (a list of offsets per partition) are encoded
+//! here.
 //!
 //! The decoder reads untrusted bytes: every length is checked against what the frame
 //! holds before anything is allocated, and any mismatch is an error, never a panic.
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::{ApiKey, GroupId, OffsetCommitRequest, RequestKind, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, GroupId, ListOffsetsRequest, OffsetCommitRequest, RequestKind, ResponseKind,
+    TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 /// The oldest version Sluice accepts of each API it decodes here.
-pub const OLDEST: &[(ApiKey, i16)] = &[(ApiKey::OffsetCommit, 0)];
+pub const OLDEST: &[(ApiKey, i16)] = &[(ApiKey::OffsetCommit, 0), (ApiKey::ListOffsets, 0)];
 
 /// The oldest version of each API the protocol crate still decodes.
 fn crate_oldest(api_key: ApiKey) -> i16 {
@@ -45,8 +51,79 @@ pub fn response_version(api_key: ApiKey, version: i16) -> i16 {
 pub fn decode(api_key: ApiKey, version: i16, buf: &mut Bytes) -> Result<RequestKind, String> {
     match api_key {
         ApiKey::OffsetCommit => offset_commit(version, buf).map(RequestKind::OffsetCommit),
+        ApiKey::ListOffsets => list_offsets(buf).map(RequestKind::ListOffsets),
         other => Err(format!("{other:?} v{version} is not a legacy request")),
     }
+}
+
+/// Encodes the answer to a legacy request whose wire format the crate does not know;
+/// `None` when the crate encodes it (at [`response_version`]).
+pub fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    response: &ResponseKind,
+    buf: &mut BytesMut,
+) -> Option<Result<(), String>> {
+    match (api_key, response) {
+        (ApiKey::ListOffsets, ResponseKind::ListOffsets(r)) if is_legacy(api_key, version) => {
+            Some(list_offsets_v0_response(r, buf))
+        }
+        _ => None,
+    }
+}
+
+/// ListOffsets v0: replica id, topics[name, partitions[index, timestamp, max offsets]].
+/// Kafka answered with up to `max_num_offsets` segment base offsets before the
+/// timestamp; Sluice answers with the one offset v1 would (earliest, latest, or the first
+/// at or after the timestamp), which is what clients asking for one offset get.
+fn list_offsets(buf: &mut Bytes) -> Result<ListOffsetsRequest, String> {
+    let replica_id = i32_(buf)?;
+    let topics = array(buf, |buf| {
+        let name = string(buf)?;
+        let partitions = array(buf, |buf| {
+            let index = i32_(buf)?;
+            let timestamp = i64_(buf)?;
+            let _max_num_offsets = i32_(buf)?;
+            Ok(ListOffsetsPartition::default()
+                .with_partition_index(index)
+                .with_timestamp(timestamp))
+        })?;
+        Ok(ListOffsetsTopic::default()
+            .with_name(TopicName(name))
+            .with_partitions(partitions))
+    })?;
+    if buf.has_remaining() {
+        return Err(format!("{} bytes after the request", buf.remaining()));
+    }
+    Ok(ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(replica_id))
+        .with_topics(topics))
+}
+
+/// topics[name, partitions[index, error, offsets[]]]: the offset found, or none.
+fn list_offsets_v0_response(
+    response: &kafka_protocol::messages::ListOffsetsResponse,
+    buf: &mut BytesMut,
+) -> Result<(), String> {
+    let count = |n: usize| i32::try_from(n).map_err(|_| "too many entries".to_string());
+    buf.put_i32(count(response.topics.len())?);
+    for topic in &response.topics {
+        let name = topic.name.as_bytes();
+        buf.put_i16(i16::try_from(name.len()).map_err(|_| "topic name too long")?);
+        buf.put_slice(name);
+        buf.put_i32(count(topic.partitions.len())?);
+        for p in &topic.partitions {
+            buf.put_i32(p.partition_index);
+            buf.put_i16(p.error_code);
+            if p.error_code == 0 && p.offset >= 0 {
+                buf.put_i32(1);
+                buf.put_i64(p.offset);
+            } else {
+                buf.put_i32(0);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// OffsetCommit v0: group, topics[name, partitions[index, offset, metadata]].

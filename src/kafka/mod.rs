@@ -166,9 +166,16 @@ pub async fn handle(shard: Rc<Shard>, request: Request) -> Option<Bytes> {
     });
     let header_version = api_key.response_header_version(version);
     let body_version = legacy::response_version(api_key, version);
-    frame_response(correlation_id, header_version, |buf| {
-        response.encode(buf, body_version)
-    })
+    frame_response(
+        correlation_id,
+        header_version,
+        |buf| match legacy::encode_response(api_key, version, &response, buf) {
+            Some(encoded) => encoded,
+            None => response
+                .encode(buf, body_version)
+                .map_err(|e| e.to_string()),
+        },
+    )
 }
 
 /// Logs a request that took longer than `--slow-request-ms`, once, with its stages.
