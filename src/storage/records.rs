@@ -162,21 +162,20 @@ pub fn decode_marker(batch: &Bytes) -> Option<Marker> {
 /// (id, epoch, sequences, transactional flag), so idempotence and transactions see the
 /// same batch; control batches and batches already in `codec` are copied as they are.
 /// Kafka's compression levels are not applied: each codec's default level is used.
-pub fn recompress(record_set: &[u8], codec: Compression) -> Result<BytesMut, EncodeError> {
+pub fn recompress(record_set: &Bytes, codec: Compression) -> Result<BytesMut, EncodeError> {
     let mut out = BytesMut::with_capacity(record_set.len());
-    let mut rest = record_set;
+    let mut rest = record_set.clone();
     while !rest.is_empty() {
-        let size = super::batch::peek_total_size_bytes(rest)
+        let size = super::batch::peek_total_size_bytes(&rest)
             .filter(|size| *size <= rest.len())
             .ok_or_else(|| EncodeError("a truncated batch".into()))?;
-        let (batch, tail) = rest.split_at(size);
-        rest = tail;
-        let header = BatchHeader::parse(batch).map_err(|e| EncodeError(e.to_string()))?;
+        // A view of the request's bytes: decoding reads it without a copy.
+        let mut bytes = rest.split_to(size);
+        let header = BatchHeader::parse(&bytes).map_err(|e| EncodeError(e.to_string()))?;
         if header.is_control() || header.attributes & 0x7 == codec as i16 {
-            out.extend_from_slice(batch);
+            out.extend_from_slice(&bytes);
             continue;
         }
-        let mut bytes = Bytes::copy_from_slice(batch);
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
             .map_err(|e| EncodeError(format!("decoding a produced batch: {e}")))?;
         let options = RecordEncodeOptions {

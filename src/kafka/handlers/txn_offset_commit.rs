@@ -80,6 +80,8 @@ async fn commit(
     }
     let now = now_ms();
     let mut records = Vec::new();
+    // The partitions those records are for, pending until the transaction ends.
+    let mut staged: Vec<(String, i32)> = Vec::new();
     for topic in &request.topics {
         let Some(meta) = image.topic(topic.name.as_str()) else {
             continue;
@@ -106,21 +108,12 @@ async fn commit(
                 key: offset_key(&group, topic.name.as_str(), p.partition_index),
                 value: Some(offset_value(&value)),
             });
+            staged.push((topic.name.to_string(), p.partition_index));
         }
     }
     if records.is_empty() {
         return 0;
     }
-    let staged: Vec<(String, i32)> = request
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.to_string(), p.partition_index))
-        })
-        .filter(|(t, p)| image.topic(t).is_some_and(|m| m.has_partition(*p)))
-        .collect();
     let generation = if ctx.version >= 3 {
         request.generation_id
     } else {
