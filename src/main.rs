@@ -129,6 +129,9 @@ struct StartArgs {
     /// Registered io_uring buffer memory per shard [env: SLUICE_IO_MEMORY] [default: 8MiB]
     #[arg(long, value_name = "SIZE")]
     io_memory: Option<String>,
+    /// Log cleaner I/O per shard, per second; 0 is unlimited [env: SLUICE_CLEANER_IO_BYTES_PER_SEC] [default: 64MiB]
+    #[arg(long, value_name = "SIZE")]
+    cleaner_io_bytes_per_sec: Option<String>,
     /// Refuse to start when a host check (as `sluice tune` runs it) FAILs
     #[arg(long)]
     production: bool,
@@ -156,6 +159,7 @@ impl StartArgs {
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             log_level: self.log_level,
             io_memory: self.io_memory,
+            cleaner_io_bytes_per_sec: self.cleaner_io_bytes_per_sec,
             production: self.production,
         }
     }
@@ -310,6 +314,7 @@ mod tests {
             "--group-initial-rebalance-delay-ms=0",
             "--log-level=debug",
             "--io-memory=4MiB",
+            "--cleaner-io-bytes-per-sec=1MiB",
             "--production",
         ];
         let text = |s: &str| Some(s.to_string());
@@ -331,6 +336,7 @@ mod tests {
             group_initial_rebalance_delay_ms: text("0"),
             log_level: text("debug"),
             io_memory: text("4MiB"),
+            cleaner_io_bytes_per_sec: text("1MiB"),
             production: true,
         };
         assert_eq!(start_args(&argv).into_overrides(), expected);

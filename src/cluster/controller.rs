@@ -86,9 +86,8 @@ pub async fn ensure_internal_topic(
         return Ok(t.partitions);
     }
     let configs = BTreeMap::from([
+        // Compacted only: retention never deletes group or transaction state.
         ("cleanup.policy".to_string(), "compact".to_string()),
-        // Compaction is not enforced yet: time retention must not delete this state.
-        ("retention.ms".to_string(), "-1".to_string()),
         ("segment.bytes".to_string(), segment_bytes.to_string()),
     ]);
     let topic = NewTopic {

@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// See `--io-memory`.
     pub io_memory: Option<FileSize>,
+    /// See `--cleaner-io-bytes-per-sec`.
+    pub cleaner_io_bytes_per_sec: Option<FileSize>,
 }
 
 /// A size in the config file: `memory = 1073741824` or `memory = "1GiB"`.

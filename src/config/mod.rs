@@ -66,6 +66,9 @@ pub const DEFAULT_PARTITIONS_DEFAULT: i32 = 1;
 pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: i32 = 3000;
 /// Default tracing filter.
 pub const LOG_LEVEL_DEFAULT: &str = "info";
+/// Default cleaner I/O budget of each shard (read plus written bytes per second), so
+/// compaction never competes with produce for the whole disk.
+pub const CLEANER_IO_BYTES_PER_SEC_DEFAULT: u64 = 64 * MIB_BYTES;
 
 const _: () = assert!(MEMORY_PER_SHARD_BYTES_DEFAULT >= MEMORY_PER_SHARD_BYTES_MIN);
 const _: () = assert!(IO_MEMORY_PER_SHARD_BYTES_DEFAULT < MEMORY_PER_SHARD_BYTES_MIN);
@@ -107,6 +110,8 @@ pub struct Config {
     pub group_initial_rebalance_delay_ms: i64,
     /// Tracing filter directive; `RUST_LOG`, when set, has already replaced the configured one.
     pub log_level: String,
+    /// Bytes per second the log cleaner of each shard may read and write; 0 is unlimited.
+    pub cleaner_io_bytes_per_sec: u64,
     /// Refuse to start when a host tuning check FAILs (`--production`).
     pub production: bool,
 }

@@ -45,6 +45,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// `--io-memory`.
     pub io_memory: Option<String>,
+    /// `--cleaner-io-bytes-per-sec`.
+    pub cleaner_io_bytes_per_sec: Option<String>,
     /// `--production`: refuse to start when a host check FAILs (command line only).
     pub production: bool,
 }

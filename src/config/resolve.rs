@@ -8,9 +8,9 @@ use super::cpus::{cpus_available, resolve_cores};
 use super::env::{CONFIG_ENV, RUST_LOG_ENV};
 use super::file::{file_size_text, FileConfig};
 use super::settings::{
-    Setting, ADMIN_ADDR, ADVERTISED_ADDR, AUTO_CREATE_TOPICS, CORES, CPUSET, DATA_DIR,
-    DEFAULT_PARTITIONS, GROUP_INITIAL_REBALANCE_DELAY_MS, IO_MEMORY, KAFKA_ADDR, LOG_LEVEL,
-    MAX_CONNECTIONS, MAX_REQUEST_BYTES, MEMORY, NODE_ID, SLOW_REQUEST_MS,
+    Setting, ADMIN_ADDR, ADVERTISED_ADDR, AUTO_CREATE_TOPICS, CLEANER_IO_BYTES_PER_SEC, CORES,
+    CPUSET, DATA_DIR, DEFAULT_PARTITIONS, GROUP_INITIAL_REBALANCE_DELAY_MS, IO_MEMORY, KAFKA_ADDR,
+    LOG_LEVEL, MAX_CONNECTIONS, MAX_REQUEST_BYTES, MEMORY, NODE_ID, SLOW_REQUEST_MS,
 };
 use super::values::{
     advertise, default_admin_addr, default_kafka_addr, parse_advertised, parse_bool, parse_count,
@@ -18,11 +18,12 @@ use super::values::{
     parse_memory, parse_socket_addr,
 };
 use super::{
-    Config, ConfigError, Origin, Overrides, DATA_DIR_DEFAULT, DEFAULT_PARTITIONS_DEFAULT,
-    GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT, IO_MEMORY_PER_SHARD_BYTES_DEFAULT, LOG_LEVEL_DEFAULT,
-    MAX_CONNECTIONS_DEFAULT, MAX_REQUEST_BYTES_DEFAULT, MEMORY_PER_SHARD_BYTES_DEFAULT,
-    SLOW_REQUEST_MS_DEFAULT,
+    Config, ConfigError, Origin, Overrides, CLEANER_IO_BYTES_PER_SEC_DEFAULT, DATA_DIR_DEFAULT,
+    DEFAULT_PARTITIONS_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+    IO_MEMORY_PER_SHARD_BYTES_DEFAULT, LOG_LEVEL_DEFAULT, MAX_CONNECTIONS_DEFAULT,
+    MAX_REQUEST_BYTES_DEFAULT, MEMORY_PER_SHARD_BYTES_DEFAULT, SLOW_REQUEST_MS_DEFAULT,
 };
+use crate::util::units::parse_size_bytes;
 
 /// A setting's value as text, with the source it won from.
 #[derive(Clone)]
@@ -265,6 +266,19 @@ pub fn resolve_with(
         GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     )?);
     let log_level = resolve_log_level(args.log_level, env, f.log_level, fp)?;
+    let cleaner_raw = pick(
+        &CLEANER_IO_BYTES_PER_SEC,
+        args.cleaner_io_bytes_per_sec,
+        env,
+        file_size_text(f.cleaner_io_bytes_per_sec),
+        fp,
+    );
+    let cleaner_io_bytes_per_sec = parse_or(
+        &CLEANER_IO_BYTES_PER_SEC,
+        cleaner_raw,
+        parse_size_bytes,
+        CLEANER_IO_BYTES_PER_SEC_DEFAULT,
+    )?;
 
     Ok(Config {
         data_dir,
@@ -283,6 +297,7 @@ pub fn resolve_with(
         default_partitions,
         group_initial_rebalance_delay_ms,
         log_level,
+        cleaner_io_bytes_per_sec,
         production: args.production,
     })
 }

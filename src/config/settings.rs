@@ -55,6 +55,11 @@ pub(super) const GROUP_INITIAL_REBALANCE_DELAY_MS: Setting = setting(
 );
 pub(super) const LOG_LEVEL: Setting = setting("--log-level", "SLUICE_LOG_LEVEL", "log_level");
 pub(super) const IO_MEMORY: Setting = setting("--io-memory", "SLUICE_IO_MEMORY", "io_memory");
+pub(super) const CLEANER_IO_BYTES_PER_SEC: Setting = setting(
+    "--cleaner-io-bytes-per-sec",
+    "SLUICE_CLEANER_IO_BYTES_PER_SEC",
+    "cleaner_io_bytes_per_sec",
+);
 
 const fn setting(flag: &'static str, env: &'static str, key: &'static str) -> Setting {
     Setting { flag, env, key }

@@ -33,6 +33,7 @@ fn args(list: &[&str]) -> Overrides {
             "--group-initial-rebalance-delay-ms" => &mut overrides.group_initial_rebalance_delay_ms,
             "--log-level" => &mut overrides.log_level,
             "--io-memory" => &mut overrides.io_memory,
+            "--cleaner-io-bytes-per-sec" => &mut overrides.cleaner_io_bytes_per_sec,
             other => panic!("no text flag {other}"),
         };
         *slot = Some(value.to_string());

@@ -215,6 +215,26 @@ pub fn render(s: &Snapshot) -> String {
             "Fetches served incrementally from a fetch session (KIP-227).",
             s.fetch_incremental,
         ),
+        (
+            "sluice_cleaner_segments_total",
+            "Segments the log cleaner replaced by compacted ones.",
+            s.cleaner.segments_cleaned,
+        ),
+        (
+            "sluice_cleaner_read_bytes_total",
+            "Bytes the log cleaner read (throttled by --cleaner-io-bytes-per-sec).",
+            s.cleaner.bytes_read,
+        ),
+        (
+            "sluice_cleaner_written_bytes_total",
+            "Bytes the log cleaner wrote (throttled by --cleaner-io-bytes-per-sec).",
+            s.cleaner.bytes_written,
+        ),
+        (
+            "sluice_cleaner_removed_records_total",
+            "Records and transaction markers compaction removed.",
+            s.cleaner.records_removed,
+        ),
     ] {
         let _ = writeln!(
             out,

@@ -80,6 +80,20 @@ pub struct ShardMetrics {
     commit_turns: u64,
     commit_turn_files: u64,
     fetch_incremental: u64,
+    cleaner: CleanerCounters,
+}
+
+/// What the log cleaners of a shard did since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanerCounters {
+    /// Segments replaced by compacted ones.
+    pub segments_cleaned: u64,
+    /// Bytes read by the cleaner.
+    pub bytes_read: u64,
+    /// Bytes written by the cleaner.
+    pub bytes_written: u64,
+    /// Records (and transaction markers) compaction removed.
+    pub records_removed: u64,
 }
 
 impl Default for ShardMetrics {
@@ -95,6 +109,7 @@ impl Default for ShardMetrics {
             commit_turn_files: 0,
             connections_refused: 0,
             fetch_incremental: 0,
+            cleaner: CleanerCounters::default(),
         }
     }
 }
@@ -174,6 +189,17 @@ pub fn count_incremental_fetch() {
     with(|m| m.fetch_incremental += 1);
 }
 
+/// Adds one cleaning pass's work to the shard's cleaner counters.
+pub fn count_cleaner(pass: CleanerCounters) {
+    with(|m| {
+        let c = &mut m.cleaner;
+        c.segments_cleaned += pass.segments_cleaned;
+        c.bytes_read += pass.bytes_read;
+        c.bytes_written += pass.bytes_written;
+        c.records_removed += pass.records_removed;
+    });
+}
+
 /// Counts a connection accepted (`true`) or refused by the connection limit.
 pub fn count_connection(accepted: bool) {
     with(|m| {
@@ -244,6 +270,8 @@ pub struct Snapshot {
     pub commit_turn_files: u64,
     /// Fetches served incrementally from a fetch session since start.
     pub fetch_incremental: u64,
+    /// What the log cleaners did since start.
+    pub cleaner: CleanerCounters,
     /// Requests accepted and not yet answered (gauge).
     pub requests_in_flight: u64,
     /// Partitions and their sizes/offsets.
@@ -271,6 +299,7 @@ pub fn snapshot() -> Snapshot {
         commit_turns: m.commit_turns,
         commit_turn_files: m.commit_turn_files,
         fetch_incremental: m.fetch_incremental,
+        cleaner: m.cleaner,
         ..Snapshot::default()
     })
 }
@@ -317,6 +346,11 @@ impl Snapshot {
         self.commit_turns += other.commit_turns;
         self.commit_turn_files += other.commit_turn_files;
         self.fetch_incremental += other.fetch_incremental;
+        let (c, o) = (&mut self.cleaner, other.cleaner);
+        c.segments_cleaned += o.segments_cleaned;
+        c.bytes_read += o.bytes_read;
+        c.bytes_written += o.bytes_written;
+        c.records_removed += o.records_removed;
         self.requests_in_flight += other.requests_in_flight;
         self.partitions.extend(other.partitions);
         self.lag.extend(other.lag);

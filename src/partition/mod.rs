@@ -31,7 +31,9 @@ pub use txn_index::{AbortedTxn, TxnIndex};
 
 use crate::raft::{Acks, ReplicateError, ReplicatedLog};
 use crate::storage::records::decode_marker;
-use crate::storage::{AppendInfo, BatchHeader, FetchedData, StorageError};
+use crate::storage::{
+    AppendInfo, BatchHeader, CleanerInput, CleanerStats, FetchedData, StorageError, Throttle,
+};
 use crate::util::ids::{LeaderEpoch, Offset};
 use crate::util::sync::Notify;
 
@@ -74,6 +76,10 @@ impl AppendError {
         matches!(self, AppendError::Replicate(e) if e.is_no_space())
     }
 }
+
+/// Memory the key map of one compaction pass may use (keys plus overhead); a pass over
+/// more distinct keys covers fewer dirty segments and the next pass goes on.
+const CLEANER_KEY_MAP_BYTES: usize = 64 << 20;
 
 /// How long a partition that ran out of disk space refuses appends before it tries the
 /// disk again (the first append after it does).
@@ -410,6 +416,37 @@ impl Partition {
             self.txns.borrow_mut().prune_below(start);
         }
         Ok(freed)
+    }
+
+    /// One log compaction pass when the topic is compacted and enough of its log is dirty
+    /// (see `storage::log::compact`). The cleaner stays below the last stable offset and
+    /// below a fresh producer-state snapshot, so a restart's replay never needs a batch it
+    /// removed, and it drops the records of transactions this partition knows aborted.
+    pub async fn compact(
+        &self,
+        now_ms: i64,
+        throttle: &Throttle,
+    ) -> Result<CleanerStats, StorageError> {
+        let log = self.log.local();
+        if !self.config.borrow().compact
+            || !log.compaction_due(now_ms, self.last_stable_offset().get())
+        {
+            return Ok(CleanerStats::default());
+        }
+        self.snapshot_producer_state().await;
+        let snapshot = self.snapshot_offset.get();
+        if snapshot < 0 {
+            return Ok(CleanerStats::default());
+        }
+        let is_aborted = |producer_id, offset| self.txns.borrow().is_aborted(producer_id, offset);
+        let input = CleanerInput {
+            now_ms,
+            uncleanable_from: snapshot.min(self.last_stable_offset().get()),
+            is_aborted: &is_aborted,
+            throttle,
+            key_map_budget_bytes: CLEANER_KEY_MAP_BYTES,
+        };
+        log.compact(&input).await
     }
 
     /// The topic's effective config as this shard last applied it.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::records::Compression;
 
-use crate::storage::LogConfig;
+use crate::storage::{CompactionConfig, LogConfig};
 
 /// Kafka's default `max.message.bytes` (1 MiB plus record batch overhead).
 pub const MAX_MESSAGE_BYTES_DEFAULT: i64 = 1_048_588;
@@ -65,12 +65,12 @@ const fn def(
 /// Kafka (the configs Kafka 4 removed, such as `message.format.version`, included).
 #[rustfmt::skip]
 pub const CONFIG_DEFS: &[ConfigDef] = &[
-    def("cleanup.policy", "delete", Some("log.cleanup.policy"), Kind::ChoiceList(&["delete", "compact"]), "Retention policy for old segments: delete or compact (compaction is accepted but not yet enforced)."),
+    def("cleanup.policy", "delete", Some("log.cleanup.policy"), Kind::ChoiceList(&["delete", "compact"]), "Retention policy for old segments: delete (by retention.ms/retention.bytes), compact (keep the latest record per key), or both."),
     def("compression.gzip.level", "-1", Some("compression.gzip.level"), Kind::Int { min: -1, max: 9 }, "Compression level for gzip (accepted, not applied: recompression uses gzip's default level)."),
     def("compression.lz4.level", "9", Some("compression.lz4.level"), Kind::Int { min: 1, max: 17 }, "Compression level for lz4 (accepted, not applied: recompression uses lz4's default level)."),
     def("compression.type", "producer", Some("compression.type"), Kind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), "Final compression of the topic's batches: producer keeps them as produced, any codec (or uncompressed) re-encodes them on produce."),
     def("compression.zstd.level", "3", Some("compression.zstd.level"), Kind::Int { min: -131_072, max: 22 }, "Compression level for zstd (accepted, not applied: recompression uses zstd's default level)."),
-    def("delete.retention.ms", "86400000", Some("log.cleaner.delete.retention.ms"), Kind::Long { min: 0 }, "How long tombstones are kept on compacted topics (accepted; compaction not yet enforced)."),
+    def("delete.retention.ms", "86400000", Some("log.cleaner.delete.retention.ms"), Kind::Long { min: 0 }, "How long tombstones (and empty transaction markers) stay readable on compacted topics once compacted."),
     def("file.delete.delay.ms", "60000", Some("log.segment.delete.delay.ms"), Kind::Long { min: 0 }, "Delay before deleting a file (accepted; Sluice deletes at once)."),
     def("flush.messages", "9223372036854775807", Some("log.flush.interval.messages"), Kind::Long { min: 1 }, "Forced fsync interval in records (accepted; Sluice syncs for acks=all)."),
     def("flush.ms", "9223372036854775807", Some("log.flush.interval.ms"), Kind::Long { min: 0 }, "Forced fsync interval in time (accepted; Sluice syncs for acks=all)."),
@@ -79,13 +79,13 @@ pub const CONFIG_DEFS: &[ConfigDef] = &[
     def("leader.replication.throttled.replicas", "", None, Kind::ReplicaList, "Replicas whose leader replication is throttled (accepted; one replica)."),
     def("local.retention.bytes", "-2", Some("log.local.retention.bytes"), Kind::Long { min: -2 }, "Local retention with tiered storage (accepted; no tiered storage)."),
     def("local.retention.ms", "-2", Some("log.local.retention.ms"), Kind::Long { min: -2 }, "Local retention with tiered storage (accepted; no tiered storage)."),
-    def("max.compaction.lag.ms", "9223372036854775807", Some("log.cleaner.max.compaction.lag.ms"), Kind::Long { min: 1 }, "Longest a record stays uncompacted (accepted; compaction not yet enforced)."),
+    def("max.compaction.lag.ms", "9223372036854775807", Some("log.cleaner.max.compaction.lag.ms"), Kind::Long { min: 1 }, "Longest a closed segment stays uncompacted, whatever the dirty ratio."),
     def("max.message.bytes", "1048588", Some("message.max.bytes"), Kind::Int { min: 0, max: i32::MAX }, "Largest record batch size allowed."),
     def("message.timestamp.after.max.ms", "3600000", Some("log.message.timestamp.after.max.ms"), Kind::Long { min: 0 }, "How far in the future a CreateTime timestamp may be."),
     def("message.timestamp.before.max.ms", "9223372036854775807", Some("log.message.timestamp.before.max.ms"), Kind::Long { min: 0 }, "How far in the past a CreateTime timestamp may be."),
     def("message.timestamp.type", "CreateTime", Some("log.message.timestamp.type"), Kind::Choice(&["CreateTime", "LogAppendTime"]), "Whether record timestamps are the producer's (CreateTime) or the broker's (LogAppendTime)."),
-    def("min.cleanable.dirty.ratio", "0.5", Some("log.cleaner.min.cleanable.ratio"), Kind::Double { min: 0.0, max: 1.0 }, "Dirty ratio at which the log is compacted (accepted; compaction not yet enforced)."),
-    def("min.compaction.lag.ms", "0", Some("log.cleaner.min.compaction.lag.ms"), Kind::Long { min: 0 }, "Shortest time a record stays uncompacted (accepted; compaction not yet enforced)."),
+    def("min.cleanable.dirty.ratio", "0.5", Some("log.cleaner.min.cleanable.ratio"), Kind::Double { min: 0.0, max: 1.0 }, "Share of uncompacted bytes in the cleanable log at which it is compacted."),
+    def("min.compaction.lag.ms", "0", Some("log.cleaner.min.compaction.lag.ms"), Kind::Long { min: 0 }, "Shortest time a record stays uncompacted."),
     def("min.insync.replicas", "1", Some("min.insync.replicas"), Kind::Int { min: 1, max: i32::MAX }, "Replicas that must have an acks=all write (accepted; one replica)."),
     def("preallocate", "false", Some("log.preallocate"), Kind::Bool, "Pre-allocate segment files (accepted; Sluice always pre-allocates)."),
     def("remote.log.copy.disable", "false", None, Kind::Bool, "Stop copying to tiered storage (accepted; no tiered storage)."),
@@ -235,8 +235,14 @@ pub struct TopicConfig {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`.
     pub timestamp_after_max_ms: i64,
-    /// `cleanup.policy` contains `compact` (accepted, not yet enforced).
+    /// `cleanup.policy` contains `compact`: the cleaner compacts the log (see
+    /// `storage::log::compact`) and records need keys.
     pub compact: bool,
+    /// `cleanup.policy` contains `delete`: retention deletes old segments.
+    pub delete: bool,
+    /// `min.cleanable.dirty.ratio`, `min.compaction.lag.ms`, `max.compaction.lag.ms`,
+    /// `delete.retention.ms`.
+    pub compaction: CompactionConfig,
     /// `compression.type`: the codec every stored batch is re-encoded in, or `None`
     /// (`producer`) to store batches as produced.
     pub compression: Option<Compression>,
@@ -265,6 +271,18 @@ impl TopicConfig {
             compact: get("cleanup.policy")
                 .split(',')
                 .any(|p| p.trim() == "compact"),
+            delete: get("cleanup.policy")
+                .split(',')
+                .any(|p| p.trim() == "delete"),
+            compaction: CompactionConfig {
+                min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+                    .trim()
+                    .parse::<f64>()
+                    .unwrap_or(0.5),
+                min_compaction_lag_ms: long("min.compaction.lag.ms", 0),
+                max_compaction_lag_ms: long("max.compaction.lag.ms", i64::MAX),
+                delete_retention_ms: long("delete.retention.ms", 86_400_000),
+            },
             compression: match get("compression.type") {
                 "uncompressed" => Some(Compression::None),
                 "gzip" => Some(Compression::Gzip),
@@ -284,6 +302,8 @@ impl TopicConfig {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
             cache_budget_bytes,
+            delete_enabled: self.delete,
+            compaction: self.compact.then(|| self.compaction.clone()),
             ..LogConfig::default()
         }
     }

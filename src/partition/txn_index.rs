@@ -96,10 +96,13 @@ impl TxnIndex {
         {
             return true;
         }
+        self.is_aborted(pid, header.base_offset)
+    }
+
+    /// Whether `producer_id`'s transactional record at `offset` was aborted.
+    pub fn is_aborted(&self, producer_id: i64, offset: i64) -> bool {
         self.aborted.iter().any(|a| {
-            a.producer_id == pid
-                && header.base_offset >= a.first_offset
-                && header.base_offset <= a.last_offset
+            a.producer_id == producer_id && offset >= a.first_offset && offset <= a.last_offset
         })
     }
 

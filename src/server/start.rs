@@ -34,6 +34,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often each shard enforces retention (Kafka's `log.retention.check.interval.ms` is
 /// 5 minutes; checking is cheap here because segment metadata is in memory).
 const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// How often each shard looks for partitions due for compaction (a look is cheap: no I/O
+/// unless a pass is due).
+const CLEANER_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// io_uring rings per shard that register the I/O buffer (main, poll, latency).
 const RINGS_PER_SHARD: u64 = 3;
 /// After a shard panicked, how long the other shards get to stop as on SIGTERM (drain,
@@ -403,6 +406,7 @@ async fn shard_main(
     glommio::spawn_local(watch_for_shutdown(shard.clone())).detach();
     glommio::spawn_local(measure_task_queue_delay(shard.clone())).detach();
     crate::util::priority::spawn_background(retention_loop(shard.clone())).detach();
+    crate::util::priority::spawn_background(cleaner_loop(shard.clone())).detach();
     listener::accept_loop(shard.clone(), listener).await;
     drain(&shard).await;
     shard.partitions.close_all().await;
@@ -437,6 +441,38 @@ async fn measure_task_queue_delay(shard: Rc<Shard>) {
         glommio::timer::sleep(PERIOD).await;
         let late = started.elapsed().saturating_sub(PERIOD);
         crate::metrics::record(crate::metrics::Stage::TaskQueueDelay, late);
+    }
+}
+
+/// Compacts this shard's compacted partitions (`cleanup.policy=compact`) in the background
+/// queue, one partition at a time, its I/O paced by `--cleaner-io-bytes-per-sec`.
+async fn cleaner_loop(shard: Rc<Shard>) {
+    let throttle = crate::storage::Throttle::new(shard.config.cleaner_io_bytes_per_sec);
+    loop {
+        glommio::timer::sleep(CLEANER_CHECK_INTERVAL).await;
+        if shard.shutting_down.get() {
+            return;
+        }
+        for partition in shard.partitions.all() {
+            if shard.shutting_down.get() {
+                return;
+            }
+            let now = crate::util::clock::now_ms();
+            match partition.compact(now, &throttle).await {
+                Ok(stats) => crate::metrics::registry::count_cleaner(
+                    crate::metrics::registry::CleanerCounters {
+                        segments_cleaned: stats.segments_cleaned,
+                        bytes_read: stats.bytes_read,
+                        bytes_written: stats.bytes_written,
+                        records_removed: stats.records_removed,
+                    },
+                ),
+                Err(e) => {
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed; the next pass tries again")
+                }
+            }
+            glommio::yield_if_needed().await;
+        }
     }
 }
 

@@ -26,7 +26,10 @@ pub use batch::{
 };
 pub use error::StorageError;
 pub use index::write_atomically;
-pub use log::{AppendInfo, AppendPosition, FetchedData, LogConfig, PartitionLog};
+pub use log::{
+    AppendInfo, AppendPosition, CleanerInput, CleanerStats, CompactionConfig, FetchedData,
+    LogConfig, PartitionLog, Throttle,
+};
 pub use recovery::{
     create_dir_durably, read_offset_file, sync_dir, write_offset_file, Damage,
     LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,

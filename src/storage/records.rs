@@ -188,9 +188,71 @@ pub fn recompress(record_set: &Bytes, codec: Compression) -> Result<BytesMut, En
     Ok(out)
 }
 
+/// Indexes (in record order across the set) of the data records without a key in a
+/// produced record set, for KIP-467's `record_errors`; a batch that does not decode is left
+/// to the other checks.
+pub fn keyless_records(record_set: &Bytes) -> Vec<i32> {
+    let mut keyless = Vec::new();
+    let mut index = 0i32;
+    let mut rest = record_set.clone();
+    while let Some(size) = super::batch::peek_total_size_bytes(&rest).filter(|s| *s <= rest.len()) {
+        let mut bytes = rest.split_to(size);
+        let Ok(header) = BatchHeader::parse(&bytes) else {
+            break;
+        };
+        if header.is_control() {
+            continue;
+        }
+        let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) else {
+            break;
+        };
+        for record in &set.records {
+            if record.key.is_none() {
+                keyless.push(index);
+            }
+            index += 1;
+        }
+    }
+    keyless
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyless_records_are_found_by_their_index() {
+        let mut set = build_batch(
+            &[KeyedRecord {
+                key: Bytes::from_static(b"k"),
+                value: Some(Bytes::from_static(b"v")),
+            }],
+            None,
+            1,
+        )
+        .unwrap();
+        let keyless = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 1,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        };
+        let mut with_key = keyless.clone();
+        with_key.key = Some(Bytes::from_static(b"k"));
+        with_key.offset = 1;
+        with_key.sequence = 0;
+        set.extend_from_slice(&encode(&[keyless, with_key]).unwrap());
+        assert_eq!(keyless_records(&set.freeze()), vec![1]);
+    }
 
     #[test]
     fn markers_round_trip() {

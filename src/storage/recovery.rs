@@ -170,7 +170,8 @@ pub(crate) async fn recover(
     // makes it durable, only once the whole log is known to be sound.
     let mut found: Vec<Found> = Vec::with_capacity(count);
     let mut next_offset: Option<i64> = None;
-    for (i, (base, term, path)) in listing.segments.into_iter().enumerate() {
+    for (i, (name, path)) in listing.segments.into_iter().enumerate() {
+        let (base, term, compacted_end) = (name.base_offset, name.term, name.compacted_end);
         if let Some(expected) = next_offset.filter(|e| *e != base) {
             let damage = Damage {
                 path,
@@ -191,13 +192,14 @@ pub(crate) async fn recover(
         if !is_last {
             let indexed =
                 open_indexed(&path, &file, base, term, file_len, recovery_point, config).await?;
-            if let Some(seg) = indexed {
+            if let Some(mut seg) = indexed {
+                seg.compacted = compacted_end.is_some();
                 next_offset = Some(seg.next_offset());
                 found.push(Found::Indexed(seg));
                 continue;
             }
         }
-        let mut scanned = scan_segment(&file, &path, base, file_len, config).await?;
+        let mut scanned = scan_segment(&file, &path, base, compacted_end, file_len, config).await?;
         if let Some(problem) = scanned.problem.take() {
             let benign = if is_last {
                 // A torn tail, or the usual end of written data.
@@ -230,6 +232,7 @@ pub(crate) async fn recover(
                     file,
                     base,
                     term,
+                    compacted: compacted_end.is_some(),
                     file_len,
                     scanned,
                 }));
@@ -245,6 +248,7 @@ pub(crate) async fn recover(
             file,
             base,
             term,
+            compacted: compacted_end.is_some(),
             file_len,
             scanned,
         }));
@@ -260,6 +264,7 @@ pub(crate) async fn recover(
                     file,
                     base,
                     term,
+                    compacted,
                     file_len,
                     scanned,
                 } = s;
@@ -278,8 +283,10 @@ pub(crate) async fn recover(
                         .await
                         .map_err(|e| StorageError::glommio("fdatasync", &path, e))?;
                 }
-                let seg = open_scanned(path, file, base, term, scanned, allocated, config, now_ms)
-                    .await?;
+                let mut seg =
+                    open_scanned(path, file, base, term, scanned, allocated, config, now_ms)
+                        .await?;
+                seg.compacted = compacted;
                 seg.sealed.set(!is_last);
                 seg
             }
@@ -319,6 +326,7 @@ struct ScannedFile {
     file: Rc<DmaFile>,
     base: i64,
     term: i32,
+    compacted: bool,
     file_len: u64,
     scanned: Scanned,
 }
@@ -337,10 +345,11 @@ async fn damaged(
         let seg = match f {
             Found::Indexed(seg) => seg,
             Found::Scanned(s) => {
-                let seg = open_scanned(
+                let mut seg = open_scanned(
                     s.path, s.file, s.base, s.term, s.scanned, s.file_len, config, now_ms,
                 )
                 .await?;
+                seg.compacted = s.compacted;
                 seg.sealed.set(true);
                 seg
             }
@@ -352,8 +361,8 @@ async fn damaged(
 
 /// What a partition directory holds, read off the shard thread.
 struct Listing {
-    /// (base offset, term, path) of every segment file, in offset order.
-    segments: Vec<(i64, i32, PathBuf)>,
+    /// Name and path of every segment file, in offset order.
+    segments: Vec<(segment::SegmentName, PathBuf)>,
     log_start_offset: Option<i64>,
     recovery_point: Option<i64>,
 }
@@ -364,16 +373,17 @@ fn list_partition_dir(dir: &Path) -> Result<Listing, StorageError> {
     if !dir.exists() {
         create_dir_durably(dir)?;
     }
-    let mut segments: Vec<(i64, i32, PathBuf)> = Vec::new();
+    crate::storage::log::finish_cleaner_swaps(dir)?;
+    let mut segments: Vec<(segment::SegmentName, PathBuf)> = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list dir", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("list dir", dir, e))?;
         let name = entry.file_name();
-        if let Some((base, term)) = name.to_str().and_then(segment::parse_segment_file_name) {
-            segments.push((base, term, entry.path()));
+        if let Some(parsed) = name.to_str().and_then(segment::parse_segment_name) {
+            segments.push((parsed, entry.path()));
         }
     }
-    segments.sort_by_key(|(base, term, _)| (*base, *term));
+    segments.sort_by_key(|(n, _)| (n.base_offset, n.term));
     Ok(Listing {
         segments,
         log_start_offset: read_offset_file(&dir.join(LOG_START_OFFSET_FILE)),
@@ -490,10 +500,13 @@ struct Scanned {
     problem: Option<Problem>,
 }
 
+/// Scans a segment batch by batch. A compacted segment (`compacted_end` from its name) may
+/// skip offsets between batches but never goes back, and ends at its named end.
 async fn scan_segment(
     file: &DmaFile,
     path: &Path,
     base: i64,
+    compacted_end: Option<i64>,
     file_len: u64,
     config: &LogConfig,
 ) -> Result<Scanned, StorageError> {
@@ -510,7 +523,11 @@ async fn scan_segment(
         file_len,
         RECOVERY_READ_SIZE_BYTES,
         |h, _, pos| {
-            if h.base_offset != expected {
+            let in_place = match compacted_end {
+                Some(end) => h.base_offset >= expected && h.last_offset() < end,
+                None => h.base_offset == expected,
+            };
+            if !in_place {
                 gap = Some((h.base_offset, false));
                 return ControlFlow::Break(());
             }
@@ -564,10 +581,15 @@ async fn scan_segment(
             (position, Some(problem))
         }
     };
+    // A compacted segment that reads whole ends where its name says.
+    let next_offset = match compacted_end {
+        Some(end) if problem.is_none() => end,
+        _ => expected,
+    };
     Ok(Scanned {
         index,
         valid_end,
-        next_offset: expected,
+        next_offset,
         max_timestamp_ms: max_ts,
         max_timestamp_batch_offset: max_ts_offset,
         first_timestamp_ms: first_ts,

@@ -36,6 +36,9 @@ pub(crate) struct Segment {
     pub sealed: Cell<bool>,
     /// Index files on disk match the sealed segment.
     pub index_persisted: Cell<bool>,
+    /// Written by the cleaner: offsets may be missing inside it, and its file name holds
+    /// its end offset.
+    pub compacted: bool,
 }
 
 /// File name of a segment.
@@ -43,14 +46,47 @@ pub fn segment_file_name(base_offset: i64, term: i32) -> String {
     format!("{base_offset:020}-{term}.log")
 }
 
-/// Parses `<base>-<term>.log`; `None` for any other file.
+/// File name of a segment written by the cleaner: it holds offsets `[base_offset,
+/// end_offset)` with gaps, so its end is in its name (its last batch may end earlier).
+pub fn compacted_segment_file_name(base_offset: i64, term: i32, end_offset: i64) -> String {
+    format!("{base_offset:020}-{term}-{end_offset:020}.log")
+}
+
+/// Parses `<base>-<term>.log` or a compacted `<base>-<term>-<end>.log` into (base, term);
+/// `None` for any other file.
 pub fn parse_segment_file_name(name: &str) -> Option<(i64, i32)> {
+    parse_segment_name(name).map(|n| (n.base_offset, n.term))
+}
+
+/// What a segment's file name says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentName {
+    pub base_offset: i64,
+    pub term: i32,
+    /// The end offset of a compacted segment (offsets may be missing before it).
+    pub compacted_end: Option<i64>,
+}
+
+/// Parses either segment file name form.
+pub(crate) fn parse_segment_name(name: &str) -> Option<SegmentName> {
     let stem = name.strip_suffix(".log")?;
-    let (base, term) = stem.split_once('-')?;
-    if base.is_empty() || !base.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = stem.split('-');
+    let (base, term) = (parts.next()?, parts.next()?);
+    let end = parts.next();
+    if parts.next().is_some() || !digits(base) || end.is_some_and(|e| !digits(e)) {
         return None;
     }
-    Some((base.parse().ok()?, term.parse().ok()?))
+    let name = SegmentName {
+        base_offset: base.parse().ok()?,
+        term: term.parse().ok()?,
+        compacted_end: match end {
+            Some(e) => Some(e.parse().ok()?),
+            None => None,
+        },
+    };
+    // A compacted segment never ends before it starts.
+    (name.compacted_end.unwrap_or(name.base_offset) >= name.base_offset).then_some(name)
 }
 
 impl Segment {
@@ -74,6 +110,7 @@ impl Segment {
             created_ms: Cell::new(created_ms),
             sealed: Cell::new(false),
             index_persisted: Cell::new(false),
+            compacted: false,
         }
     }
 
@@ -351,5 +388,21 @@ mod tests {
             None
         );
         assert_eq!(parse_segment_file_name("x-3.log"), None);
+        let c = compacted_segment_file_name(42, 3, 90);
+        assert_eq!(c, "00000000000000000042-3-00000000000000000090.log");
+        assert_eq!(
+            parse_segment_name(&c),
+            Some(SegmentName {
+                base_offset: 42,
+                term: 3,
+                compacted_end: Some(90)
+            })
+        );
+        assert_eq!(parse_segment_file_name(&c), Some((42, 3)));
+        assert_eq!(
+            parse_segment_name(&compacted_segment_file_name(42, 3, 41)),
+            None
+        );
+        assert_eq!(parse_segment_name("1-2-3-4.log"), None);
     }
 }

@@ -10,6 +10,7 @@ use crate::storage::batch::tests::make_batch;
 use crate::storage::batch::{parse_and_verify, BatchHeader};
 use crate::storage::log::{LogConfig, PartitionLog};
 
+mod compaction;
 mod damage;
 mod faults;
 mod pipeline;

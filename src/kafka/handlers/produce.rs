@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -39,6 +41,8 @@ struct PartitionResult {
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
+    /// KIP-467: (index of the record in the partition's record set, why it was refused).
+    record_errors: Vec<(i32, String)>,
 }
 
 /// Answers Produce; `None` for acks=0 (the client expects no response).
@@ -101,6 +105,7 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                 base_offset: -1,
                 log_append_time_ms: -1,
                 log_start_offset: -1,
+                record_errors: Vec::new(),
             };
             if acks.is_none() {
                 results.push(refuse(
@@ -193,6 +198,7 @@ async fn write_partition(
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
     };
     let Some(partition) = shard.partitions.get(&write.topic, write.partition) else {
         result.error = Some((
@@ -230,6 +236,20 @@ async fn write_partition(
             return result;
         }
     };
+    if config.compact {
+        // Kafka refuses the whole batch and names each record without a key (KIP-467):
+        // compaction keeps the latest record per key, and a record without one has none.
+        let keyless = crate::storage::records::keyless_records(&records);
+        if !keyless.is_empty() {
+            let message = format!(
+                "Compacted topic cannot accept message without key in topic partition {}-{}.",
+                write.topic, write.partition
+            );
+            result.record_errors = keyless.into_iter().map(|i| (i, message.clone())).collect();
+            result.error = Some((ResponseError::InvalidRecord, message));
+            return result;
+        }
+    }
     metrics::registry::count_produced(
         &write.topic,
         validated.total_bytes as u64,
@@ -359,6 +379,15 @@ fn build_response(
             partition.error_code = error.code();
             if version >= 8 {
                 partition.error_message = Some(StrBytes::from_string(message));
+                partition.record_errors = r
+                    .record_errors
+                    .into_iter()
+                    .map(|(index, message)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(index)
+                            .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                    })
+                    .collect();
             }
         }
     }

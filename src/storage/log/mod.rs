@@ -18,13 +18,17 @@ use crate::storage::error::StorageError;
 use crate::storage::recovery::{self, RECOVERY_POINT_FILE};
 use crate::storage::segment::Segment;
 
+mod compact;
 mod read;
 mod retention;
 mod truncate;
 mod write;
 
+pub(crate) use compact::finish_cleaner_swaps;
+pub use compact::{CleanerInput, CleanerStats, CompactionConfig, Throttle};
+
 /// Per-partition storage settings (Kafka topic configs of the same names).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when a segment would exceed this size.
     pub segment_size_bytes: u64,
@@ -40,6 +44,10 @@ pub struct LogConfig {
     pub preallocate_step_bytes: u64,
     /// Tail cache budget of this partition.
     pub cache_budget_bytes: usize,
+    /// `cleanup.policy` contains `delete`: `retention.ms` and `retention.bytes` apply.
+    pub delete_enabled: bool,
+    /// `cleanup.policy` contains `compact`: the cleaner keeps the latest record per key.
+    pub compaction: Option<CompactionConfig>,
 }
 
 impl Default for LogConfig {
@@ -52,6 +60,8 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             preallocate_step_bytes: 32 << 20,
             cache_budget_bytes: 8 << 20,
+            delete_enabled: true,
+            compaction: None,
         }
     }
 }
@@ -126,6 +136,8 @@ pub struct PartitionLog {
     truncation_in_flight: RefCell<Option<Rc<truncate::Quiesced>>>,
     /// Appends are refused before this wall-clock time (ms) after the disk ran out of space.
     space_retry_at_ms: Cell<i64>,
+    /// The cleaner is swapping segment files: retention, DeleteRecords and truncation wait.
+    swapping: Cell<bool>,
 }
 
 /// Persists a segment's index files off the shard thread.
@@ -199,6 +211,7 @@ impl PartitionLog {
             truncation_points: RefCell::new(Vec::new()),
             truncation_in_flight: RefCell::new(None),
             space_retry_at_ms: Cell::new(0),
+            swapping: Cell::new(false),
             damage: RefCell::new(damage.map(|d| d.to_string())),
         };
         if log.damage.borrow().is_none() {

@@ -14,6 +14,7 @@ impl PartitionLog {
     /// Removes the oldest `count` segments (never the active one); the unlinks run on
     /// glommio's blocking pool and are durable (directory fsynced) when this returns.
     async fn remove_oldest(&self, count: usize) -> Result<u64, StorageError> {
+        self.wait_for_cleaner_swap().await;
         let removed: Vec<Rc<Segment>> = {
             let mut segs = self.segments.borrow_mut();
             let n = count.min(segs.len().saturating_sub(1));
@@ -69,10 +70,14 @@ impl PartitionLog {
 
     /// Retention: deletes the oldest closed segments whose max timestamp is
     /// older than `retention_ms`, then while the log exceeds `retention_bytes`.
-    /// Never the active segment. Returns bytes deleted.
+    /// Never the active segment, and nothing when `cleanup.policy` lacks `delete`.
+    /// Returns bytes deleted.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<u64, StorageError> {
         let (retention_ms, retention_bytes) = {
             let c = self.config.borrow();
+            if !c.delete_enabled {
+                return Ok(0);
+            }
             (c.retention_ms, c.retention_bytes)
         };
         let count = {

@@ -163,6 +163,7 @@ impl PartitionLog {
                 });
             }
             self.refuse_if_damaged()?;
+            self.wait_for_cleaner_swap().await;
             if offset >= self.log_end_offset.get() {
                 tracing::debug!(dir = %self.dir.display(), offset, log_end = self.log_end_offset.get(), "truncation at or beyond log end: nothing to do");
                 return Ok(());

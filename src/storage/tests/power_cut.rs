@@ -58,6 +58,8 @@ fn config(rng: &mut Rng) -> LogConfig {
         index_interval_bytes: 1024,
         preallocate_step_bytes: 64 * 1024,
         cache_budget_bytes: if rng.chance(1, 2) { 0 } else { 64 * 1024 },
+        delete_enabled: true,
+        compaction: None,
     }
 }
 
