@@ -39,6 +39,10 @@ pub(crate) struct Segment {
     /// Written by the cleaner: offsets may be missing inside it, and its file name holds
     /// its end offset.
     pub compacted: bool,
+    /// The oldest timestamp of a tombstone or spent transaction marker the cleaner kept
+    /// here (it goes once older than `delete.retention.ms`, and that alone makes a pass
+    /// due); known since the cleaner wrote the segment, not across restarts.
+    pub oldest_tombstone_ms: Cell<Option<i64>>,
 }
 
 /// File name of a segment.
@@ -111,6 +115,7 @@ impl Segment {
             sealed: Cell::new(false),
             index_persisted: Cell::new(false),
             compacted: false,
+            oldest_tombstone_ms: Cell::new(None),
         }
     }
 

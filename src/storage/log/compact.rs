@@ -173,6 +173,7 @@ impl PartitionLog {
             is_aborted: input.is_aborted,
             txn_data_kept: AHashMap::new(),
             removed: 0,
+            oldest_tombstone_ms: None,
         };
         for group in groups(&cleanable[..clean_count + covered], segment_limit) {
             if !self
@@ -220,16 +221,20 @@ impl PartitionLog {
             .collect();
         let clean_count = cleanable.iter().take_while(|s| s.compacted).count();
         let dirty = &cleanable[clean_count..];
-        let first_dirty = dirty.first()?;
         let dirty_bytes: u64 = dirty.iter().map(|s| s.size_bytes()).sum();
         let total_bytes: u64 = cleanable.iter().map(|s| s.size_bytes()).sum();
-        if dirty_bytes == 0 {
-            return None;
-        }
-        let ratio = dirty_bytes as f64 / total_bytes as f64;
-        let overdue =
-            first_dirty.created_ms.get() < now_ms.saturating_sub(config.max_compaction_lag_ms);
-        (ratio >= config.min_cleanable_dirty_ratio || overdue).then_some((cleanable, clean_count))
+        let dirty_due = dirty.first().is_some_and(|first| {
+            let ratio = dirty_bytes as f64 / total_bytes.max(1) as f64;
+            let overdue =
+                first.created_ms.get() < now_ms.saturating_sub(config.max_compaction_lag_ms);
+            dirty_bytes > 0 && (ratio >= config.min_cleanable_dirty_ratio || overdue)
+        });
+        // Tombstones past delete.retention.ms are removed even when nothing new was written.
+        let horizon = now_ms.saturating_sub(config.delete_retention_ms);
+        let tombstones_due = cleanable[..clean_count]
+            .iter()
+            .any(|s| s.oldest_tombstone_ms.get().is_some_and(|t| t < horizon));
+        (dirty_due || tombstones_due).then_some((cleanable, clean_count))
     }
 
     /// Key → offset of its latest record over the dirty segments, and how many of them it
@@ -244,7 +249,7 @@ impl PartitionLog {
         let mut map: AHashMap<Bytes, i64> = AHashMap::new();
         let mut used = 0usize;
         let mut covered = 0;
-        for seg in dirty {
+        for seg in dirty.iter().filter(|s| s.size_bytes() > 0) {
             if covered > 0 && used > input.key_map_budget_bytes {
                 break;
             }
@@ -274,6 +279,19 @@ impl PartitionLog {
             }
             covered += 1;
         }
+        // Empty dirty segments cost nothing to cover.
+        let covered = dirty
+            .iter()
+            .scan(covered, |left, s| {
+                if s.size_bytes() > 0 {
+                    if *left == 0 {
+                        return None;
+                    }
+                    *left -= 1;
+                }
+                Some(())
+            })
+            .count();
         Ok((map, covered))
     }
 
@@ -294,6 +312,7 @@ impl PartitionLog {
         let cleaned = self.dir.join(format!("{name}.cleaned"));
         let interval = self.config.borrow().index_interval_bytes;
         let mut out = CleanedOutput::create(&cleaned, base, interval).await?;
+        filter.oldest_tombstone_ms = None;
         for seg in group {
             // Tombstones and empty markers go only once a pass already compacted them.
             let second_pass = seg.compacted;
@@ -325,6 +344,7 @@ impl PartitionLog {
             }
         }
         let (size, index, max_ts) = out.finish().await?;
+        let oldest_tombstone_ms = filter.oldest_tombstone_ms;
         stats.bytes_written += size;
         let unchanged = {
             let segs = self.segments.borrow();
@@ -349,7 +369,8 @@ impl PartitionLog {
         self.swapping.set(true);
         let swapped = self
             .swap_in(group, &cleaned, &target, size, index, max_ts)
-            .await;
+            .await
+            .map(|seg| seg.oldest_tombstone_ms.set(oldest_tombstone_ms));
         self.swapping.set(false);
         swapped?;
         stats.segments_cleaned += group.len() as u64;
@@ -366,7 +387,7 @@ impl PartitionLog {
         size: u64,
         index: SegmentIndex,
         max_ts: (i64, i64),
-    ) -> Result<(), StorageError> {
+    ) -> Result<Rc<Segment>, StorageError> {
         let swap = with_suffix(target, ".swap");
         let old: Vec<PathBuf> = group
             .iter()
@@ -423,10 +444,12 @@ impl PartitionLog {
                 segs.splice(at..at + group.len(), [seg.clone()]);
             }
         }
+        // Readers from now on see the compacted batches, not cached copies of the old ones.
+        self.cache.borrow_mut().evict_below(last.next_offset());
         if let Err(e) = super::persist_index(&seg).await {
             tracing::warn!(path = %seg.path.display(), error = %e, "could not persist a compacted segment's index; recovery will rebuild it");
         }
-        Ok(())
+        Ok(seg)
     }
 
     /// Waits while the cleaner swaps files, for the paths that remove segments themselves.
@@ -496,6 +519,8 @@ struct Filter<'a> {
     /// Producer id → whether a record of its current transaction was kept this pass.
     txn_data_kept: AHashMap<i64, bool>,
     removed: u64,
+    /// The oldest tombstone or spent marker kept in the group being written.
+    oldest_tombstone_ms: Option<i64>,
 }
 
 impl Filter<'_> {
@@ -512,9 +537,12 @@ impl Filter<'_> {
                 return Decision::Keep;
             }
             let marks_kept_data = self.txn_data_kept.remove(&h.producer_id).unwrap_or(false);
-            if !marks_kept_data && second_pass && h.max_timestamp_ms < self.horizon_ms {
-                self.removed += records;
-                return Decision::Drop;
+            if !marks_kept_data {
+                if second_pass && h.max_timestamp_ms < self.horizon_ms {
+                    self.removed += records;
+                    return Decision::Drop;
+                }
+                self.note_tombstone(h.max_timestamp_ms);
             }
             return Decision::Keep;
         }
@@ -528,6 +556,9 @@ impl Filter<'_> {
         }
         let before = set.len();
         set.retain(|r| self.retains(r, h, second_pass));
+        if set.iter().any(|r| r.value.is_none()) {
+            self.note_tombstone(h.max_timestamp_ms);
+        }
         if !set.is_empty() && h.is_transactional() {
             self.txn_data_kept.insert(h.producer_id, true);
         }
@@ -545,6 +576,13 @@ impl Filter<'_> {
                 Decision::Keep
             }
         }
+    }
+
+    fn note_tombstone(&mut self, timestamp_ms: i64) {
+        let oldest = self
+            .oldest_tombstone_ms
+            .map_or(timestamp_ms, |t| t.min(timestamp_ms));
+        self.oldest_tombstone_ms = Some(oldest);
     }
 
     /// A record stays unless a later record has its key, it has no key (Kafka's cleaner

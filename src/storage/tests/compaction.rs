@@ -192,16 +192,14 @@ fn tombstones_survive_one_pass_and_go_after_delete_retention() {
         assert_eq!((a[0].0, a[0].2.clone()), (tombstone, None));
 
         // More writes make the log dirty again; a pass within delete.retention.ms keeps the
-        // tombstone, a pass after it removes it.
+        // tombstone.
         for i in 4..8 {
             put(&log, "c", Some(&i.to_string()), None).await;
         }
         compact(&log, T0 + 500, &[]).await;
         assert!(contents(&log).await.0.iter().any(|r| r.1 == "a"));
-        for i in 8..12 {
-            put(&log, "c", Some(&i.to_string()), None).await;
-        }
-        compact(&log, T0 + 5_000, &[]).await;
+        // Past delete.retention.ms a pass is due for the tombstone alone, without new writes.
+        assert!(compact(&log, T0 + 5_000, &[]).await > 0);
         let (records, _) = contents(&log).await;
         assert!(!records.iter().any(|r| r.1 == "a"), "{records:?}");
         assert!(records.iter().any(|r| r.1 == "b"), "b was never deleted");
