@@ -7,8 +7,22 @@
 //! itself. The multi-node implementation on raft-rs replaces the inside of this type; the
 //! `Partition` above it only sees `propose`/`wait`, `truncate_to`, the high watermark, the
 //! leader epoch and the local replica for reads.
+//!
+//! The multi-node engine is being built beside it, sans-IO and not yet wired to the broker:
+//! [`group`] (one partition's `RawNode`, offsets stamped by the leader), [`store`] (raft-rs's
+//! storage answered from memory), [`driver`] (every group of a shard, one write turn and
+//! one flush) and a deterministic simulator that checks Raft's safety properties on them.
 
+pub mod driver;
+pub mod entry;
+pub mod group;
+mod logger;
+#[cfg(test)]
+mod sim;
 mod state;
+pub mod store;
+
+pub use logger::logger;
 
 pub use state::bump_term;
 

@@ -6,5 +6,6 @@
 pub mod clock;
 pub mod ids;
 pub mod priority;
+pub mod rng;
 pub mod sync;
 pub mod units;

@@ -16,6 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 
 use super::FileError;
+pub(crate) use crate::util::rng::Rng;
 
 /// Sector size: the unit a power cut keeps or loses.
 pub(crate) const SECTOR_BYTES: usize = 512;
@@ -33,41 +34,6 @@ pub(crate) struct Faults {
     pub enospc_allocate: u32,
     /// The Nth write writes only part of its buffer (whole sectors) and reports it.
     pub short_write: u32,
-}
-
-/// A small deterministic generator (xorshift64*): the only source of randomness here.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed` (any value, 0 included).
-    pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next value.
-    pub(crate) fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A value in `0..n` (0 when `n` is 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-
-    /// True with probability `num/den`.
-    pub(crate) fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.below(den) < num
-    }
 }
 
 /// One completed write not yet made durable.

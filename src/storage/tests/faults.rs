@@ -277,7 +277,7 @@ where
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     while started.elapsed().as_secs() < budget {
-        seed = Rng::new(seed).next();
+        seed = Rng::new(seed).next_u64();
         if let Err(e) = scenario(seed).await {
             fail(seed, e);
         }
