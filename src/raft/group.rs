@@ -13,7 +13,8 @@
 use bytes::BytesMut;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
+    HardState, Message, MessageType,
 };
 use raft::{RawNode, SnapshotStatus, StateRole};
 
@@ -82,6 +83,9 @@ pub enum ProposeError {
     /// The bytes are not record batches.
     #[error(transparent)]
     Entry(#[from] EntryError),
+    /// A membership change that would remove or demote the leader itself.
+    #[error("a membership change may not remove the leader; transfer leadership first")]
+    RemovesLeader,
     /// raft-rs dropped it (a leadership transfer in progress, or too much uncommitted).
     #[error("proposal dropped")]
     Dropped,
@@ -273,6 +277,98 @@ impl Group {
         })
     }
 
+    /// Proposes a membership change: learners added, voters promoted or removed. Two or more
+    /// changes go through joint consensus, which the group leaves by itself (see
+    /// [`Group::ready`]). A change may not remove or demote the leader: transfer leadership
+    /// first (raft-rs cannot run a leader outside its own configuration).
+    pub fn propose_conf_change(
+        &mut self,
+        mut change: ConfChangeV2,
+    ) -> Result<Proposed, ProposeError> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: raft.leader_id,
+            });
+        }
+        let me = raft.id;
+        if change
+            .get_changes()
+            .iter()
+            .any(|c| c.node_id == me && c.get_change_type() != ConfChangeType::AddNode)
+        {
+            return Err(ProposeError::RemovesLeader);
+        }
+        if change.get_changes().len() > 1 {
+            change.set_transition(ConfChangeTransition::Explicit);
+        }
+        self.propose_change(change)
+    }
+
+    fn propose_change(&mut self, change: ConfChangeV2) -> Result<Proposed, ProposeError> {
+        let raft = &self.raw.raft;
+        let term = raft.term;
+        let base_offset = self.next_offset()?;
+        let before = raft.raft_log.last_index();
+        let result = self.raw.propose_conf_change(Vec::new(), change);
+        self.after_input();
+        let index = self.raw.raft.raft_log.last_index();
+        if result.is_err() || index != before + 1 || self.raw.raft.term != term {
+            return Err(ProposeError::Dropped);
+        }
+        Ok(Proposed {
+            index,
+            term,
+            base_offset,
+            end_offset: base_offset + 1,
+        })
+    }
+
+    /// A leader that has just applied its own removal (a change committed under an earlier
+    /// leader took it out: it won an election as an outgoing voter of a joint
+    /// configuration) steps down; the remaining voters elect a leader. raft-rs 0.7 would
+    /// otherwise keep it leading and fail on the next message it handles.
+    fn step_down_if_removed(&mut self) {
+        let raft = &self.raw.raft;
+        if raft.state == StateRole::Leader && raft.prs().get(raft.id).is_none() {
+            tracing::info!(
+                group = self.id,
+                "leader removed from the group; stepping down"
+            );
+            let term = raft.term;
+            self.raw.raft.become_follower(term, raft::INVALID_ID);
+            self.after_input();
+        }
+    }
+
+    /// A leader in a joint configuration leaves it once the change is applied, if it is a
+    /// voter of the new configuration; otherwise it hands leadership to one that is (the
+    /// new leader then leaves), so no leader is ever left outside its configuration.
+    fn leave_joint(&mut self) {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader || self.has_pending_conf_change() {
+            return;
+        }
+        let conf = self.raw.store().conf_state();
+        if conf.voters_outgoing.is_empty() {
+            return;
+        }
+        if conf.voters.contains(&raft.id) {
+            let _ = self.propose_change(ConfChangeV2::default());
+        } else if raft.lead_transferee.is_none() {
+            if let Some(&to) = conf.voters.first() {
+                self.raw.transfer_leader(to);
+                self.after_input();
+            }
+        }
+    }
+
+    /// Whether a membership change is proposed but not yet applied (raft-rs allows one at
+    /// a time).
+    pub fn has_pending_conf_change(&self) -> bool {
+        self.raw.raft.pending_conf_index > self.raw.raft.raft_log.applied
+    }
+
     /// Asks raft-rs to hand leadership to `node` (graceful shutdown, rebalancing).
     pub fn transfer_leader(&mut self, node: u64) {
         self.raw.transfer_leader(node);
@@ -306,6 +402,7 @@ impl Group {
             self.raw.mut_store().apply_snapshot(&snapshot);
             let store = self.raw.store();
             out.write.snapshot = Some((store.start(), store.conf_state().clone()));
+            out.write.conf_state = Some(store.conf_state().clone());
             self.snapshot_to_apply = Some(store.start().index);
             self.set_high_watermark(store.start().offset);
         }
@@ -321,6 +418,17 @@ impl Group {
         if let Some(hard_state) = rd.hs() {
             self.raw.mut_store().set_hard_state(hard_state.clone());
             out.write.hard_state = Some(hard_state.clone());
+        }
+        if out.write.hard_state.is_some() || out.write.conf_state.is_some() {
+            // The state file holds the configuration as of its commit index, so the commit
+            // written never passes what is applied here: a commit index from raft-rs can run
+            // ahead of the entries this replica has (and of the membership changes among
+            // them), and a restart trusts the configuration up to the commit it reads.
+            let store = self.raw.store();
+            let mut hard_state = store.hard_state().clone();
+            hard_state.commit = hard_state.commit.min(store.applied());
+            out.write.hard_state = Some(hard_state);
+            out.write.conf_state = Some(store.conf_state().clone());
         }
         out.send_after_sync = rd.take_persisted_messages();
         // The configuration is persisted with the hard state; a commit must never reach the
@@ -342,6 +450,8 @@ impl Group {
         {
             self.raw.report_snapshot(to, SnapshotStatus::Finish);
         }
+        self.step_down_if_removed();
+        self.leave_joint();
         self.after_input();
         Ok(out)
     }

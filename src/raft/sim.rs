@@ -52,6 +52,8 @@ struct Params {
     partition: u64,
     compact: u64,
     propose: u64,
+    reconfigure: u64,
+    transfer: u64,
 }
 
 impl Params {
@@ -68,6 +70,8 @@ impl Params {
             partition: rng.below(6),
             compact: rng.below(20),
             propose: 100 + rng.below(600),
+            reconfigure: rng.below(10),
+            transfer: rng.below(5),
         }
     }
 }
@@ -99,6 +103,18 @@ enum LogOp {
     Append(Vec<Entry>),
     Snapshot(LogStart, ConfState),
     Compact(LogStart),
+}
+
+impl From<Recovered> for Image {
+    fn from(r: Recovered) -> Image {
+        Image {
+            start: r.start,
+            start_conf: r.start_conf,
+            entries: r.entries,
+            hard_state: r.hard_state,
+            conf_state: r.conf_state,
+        }
+    }
 }
 
 impl Image {
@@ -173,6 +189,14 @@ struct Disk {
 }
 
 impl Disk {
+    fn new(image: Image) -> Disk {
+        Disk {
+            durable: image.clone(),
+            written: image,
+            ..Disk::default()
+        }
+    }
+
     fn flush(&mut self, below: u64) {
         let split = self.pending_log.partition_point(|(seq, _)| *seq < below);
         for (_, op) in self.pending_log.drain(..split) {
@@ -281,6 +305,7 @@ struct Stats {
     snapshots: usize,
     cold_reads: usize,
     leaders: usize,
+    reconfigurations: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -290,6 +315,7 @@ impl std::ops::AddAssign for Stats {
         self.snapshots += other.snapshots;
         self.cold_reads += other.cold_reads;
         self.leaders += other.leaders;
+        self.reconfigurations += other.reconfigurations;
     }
 }
 
@@ -330,19 +356,9 @@ impl Sim {
             let mut disks = BTreeMap::new();
             for (g, voters) in &sim.voters {
                 if voters.contains(&n) {
-                    let conf = ConfState::from((voters.clone(), vec![]));
-                    let image = Image {
-                        start_conf: conf.clone(),
-                        conf_state: conf,
-                        ..Image::default()
-                    };
                     disks.insert(
                         *g,
-                        Disk {
-                            durable: image.clone(),
-                            written: image,
-                            ..Disk::default()
-                        },
+                        Disk::new(Image::from(Recovered::bootstrap(voters.clone()))),
                     );
                 }
             }
@@ -705,6 +721,130 @@ impl Sim {
         Ok(())
     }
 
+    /// The node leading group `g`, if any node thinks it does (the highest term wins).
+    fn leader_of(&self, g: GroupId) -> Option<u64> {
+        self.nodes
+            .iter()
+            .filter_map(|(n, node)| {
+                let group = node.driver.as_ref()?.group(g)?;
+                group.is_leader().then_some((group.term(), *n))
+            })
+            .max()
+            .map(|(_, n)| n)
+    }
+
+    /// A membership change of group `g` on a five-node cluster: a node that never held it
+    /// joins as a learner (and starts empty, so it catches up from a snapshot), or a learner
+    /// is promoted while a voter other than the leader is removed (joint consensus).
+    fn reconfigure(&mut self, g: GroupId) -> Check {
+        use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+        let Some(leader) = self.leader_of(g) else {
+            return Ok(());
+        };
+        let Some(group) = self.nodes[&leader].driver.as_ref().and_then(|d| d.group(g)) else {
+            return Ok(());
+        };
+        let conf = group.store().conf_state().clone();
+        if group.has_pending_conf_change() || !conf.voters_outgoing.is_empty() {
+            return Ok(());
+        }
+        let single = |change_type, node_id| {
+            let mut change = ConfChangeSingle::default();
+            change.set_change_type(change_type);
+            change.node_id = node_id;
+            change
+        };
+        let mut change = ConfChangeV2::default();
+        let mut joining = None;
+        if let Some(learner) = conf.learners.first() {
+            let removable: Vec<u64> = conf
+                .voters
+                .iter()
+                .copied()
+                .filter(|v| *v != leader)
+                .collect();
+            if removable.is_empty() {
+                return Ok(());
+            }
+            let removed = removable[self.rng.below(removable.len() as u64) as usize];
+            change.set_changes(
+                vec![
+                    single(ConfChangeType::AddNode, *learner),
+                    single(ConfChangeType::RemoveNode, removed),
+                ]
+                .into(),
+            );
+        } else {
+            let fresh: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|(_, node)| !node.disks.contains_key(&g))
+                .map(|(n, _)| *n)
+                .collect();
+            if fresh.is_empty() {
+                return Ok(());
+            }
+            let n = fresh[self.rng.below(fresh.len() as u64) as usize];
+            change.set_changes(vec![single(ConfChangeType::AddLearnerNode, n)].into());
+            joining = Some(n);
+        }
+        let driver = self
+            .nodes
+            .get_mut(&leader)
+            .and_then(|node| node.driver.as_mut())
+            .ok_or("no driver")?;
+        let Some(group) = driver.group_mut(g) else {
+            return Ok(());
+        };
+        if group.propose_conf_change(change).is_err() {
+            return Ok(());
+        }
+        self.stats.reconfigurations += 1;
+        if let Some(n) = joining {
+            // The new replica exists (empty) before the change commits, as when a
+            // controller creates it; it learns its configuration from the snapshot.
+            let seed = self.rng.next_u64();
+            let node = self.nodes.get_mut(&n).ok_or("no node")?;
+            node.disks.insert(g, Disk::new(Image::default()));
+            if let Some(driver) = node.driver.as_mut() {
+                let group = Group::new(
+                    g,
+                    n,
+                    Recovered::default(),
+                    group_config(),
+                    seed,
+                    &super::logger(),
+                )
+                .map_err(|e| format!("node {n} cannot create group {g}: {e}"))?;
+                driver.insert(group);
+            }
+            self.pump(n)?;
+        }
+        self.pump(leader)
+    }
+
+    fn transfer(&mut self, g: GroupId) -> Check {
+        let Some(leader) = self.leader_of(g) else {
+            return Ok(());
+        };
+        let pick = self.rng.next_u64();
+        let driver = self
+            .nodes
+            .get_mut(&leader)
+            .and_then(|node| node.driver.as_mut())
+            .ok_or("no driver")?;
+        let Some(group) = driver.group_mut(g) else {
+            return Ok(());
+        };
+        let voters = group.store().conf_state().voters.clone();
+        if let Some(to) = voters.get(pick as usize % voters.len().max(1)) {
+            if *to != leader {
+                group.transfer_leader(*to);
+            }
+        }
+        self.pump(leader)
+    }
+
     fn handle(&mut self, event: Event) -> Check {
         match event {
             Event::Deliver(envelope) => {
@@ -750,8 +890,16 @@ impl Sim {
                     return Ok(());
                 }
                 let image = &node.disks[&group].written;
-                let entries: Vec<Entry> = (read.low..read.high.min(read.low + 8))
+                // As the shard will: the asked range, up to the message's byte bound (at
+                // least one entry).
+                let mut bytes = 0u64;
+                let entries: Vec<Entry> = (read.low..read.high)
                     .map_while(|i| image.entry(i).cloned())
+                    .take_while(|e| {
+                        let first = bytes == 0;
+                        bytes += protobuf::Message::compute_size(e) as u64;
+                        first || read.max_bytes.is_none_or(|max| bytes <= max)
+                    })
                     .collect();
                 if let Some(driver) = node.driver.as_mut() {
                     driver.on_read(group, read, entries);
@@ -812,6 +960,14 @@ impl Sim {
             let g = 1 + self.rng.below(self.params.groups);
             self.compact(n, g)?;
         }
+        if self.params.nodes == 5 && self.rng.chance(self.params.reconfigure, 1000) {
+            let g = 1 + self.rng.below(self.params.groups);
+            self.reconfigure(g)?;
+        }
+        if self.rng.chance(self.params.transfer, 1000) {
+            let g = 1 + self.rng.below(self.params.groups);
+            self.transfer(g)?;
+        }
         if self.now.is_multiple_of(50) {
             self.check_log_matching()?;
         }
@@ -846,11 +1002,23 @@ impl Sim {
         for g in 1..=self.params.groups {
             let mut marks = BTreeSet::new();
             let mut leaders = 0;
+            // Members as the leader knows them (a removed replica keeps what it had).
+            let members: BTreeSet<u64> = self
+                .leader_of(g)
+                .and_then(|l| self.nodes[&l].driver.as_ref()?.group(g))
+                .map(|group| {
+                    let conf = group.store().conf_state();
+                    conf.voters.iter().chain(&conf.learners).copied().collect()
+                })
+                .unwrap_or_default();
             for (n, node) in &self.nodes {
                 let Some(group) = node.driver.as_ref().and_then(|d| d.group(g)) else {
                     continue;
                 };
                 leaders += usize::from(group.is_leader());
+                if !members.contains(n) {
+                    continue;
+                }
                 marks.insert((group.commit_index(), group.high_watermark()));
                 if group.applied_index() < group.commit_index() {
                     return Err(self.fail(format!(

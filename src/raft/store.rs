@@ -46,10 +46,10 @@ pub struct TermRun {
 /// What recovery found on the disk for one group.
 #[derive(Debug, Clone, Default)]
 pub struct Recovered {
-    /// Term, vote and commit as last persisted (the commit may be ahead of the entries that
-    /// survived; the store lowers it).
+    /// Term, vote and commit as last persisted. The commit never passes the entries applied
+    /// when it was written, so `conf_state` holds as of it.
     pub hard_state: HardState,
-    /// The voters and learners as of the commit.
+    /// The voters and learners as of the commit (or of the start, if that is later).
     pub conf_state: ConfState,
     /// Where the log starts.
     pub start: LogStart,
@@ -57,6 +57,33 @@ pub struct Recovered {
     pub start_conf: ConfState,
     /// Every entry above the start, in order.
     pub entries: Vec<Entry>,
+}
+
+impl Recovered {
+    /// A new group's first state on each of its first `voters`: the log starts after index 1
+    /// (term 1, offset 0) with that configuration. A replica added later starts empty, so it
+    /// is always behind the start and begins from a snapshot, which carries the
+    /// configuration; it never has to learn the first voters from entries that do not hold
+    /// them.
+    pub fn bootstrap(voters: Vec<u64>) -> Recovered {
+        let conf = ConfState::from((voters, Vec::<u64>::new()));
+        let hard_state = HardState {
+            term: 1,
+            commit: 1,
+            ..HardState::default()
+        };
+        Recovered {
+            hard_state,
+            conf_state: conf.clone(),
+            start: LogStart {
+                index: 1,
+                term: 1,
+                offset: 0,
+            },
+            start_conf: conf,
+            entries: Vec::new(),
+        }
+    }
 }
 
 /// An entry with its place in the Kafka log.
@@ -152,11 +179,16 @@ impl GroupStore {
     pub fn recover(recovered: Recovered, cache_entries: usize) -> Result<GroupStore, StoreError> {
         let Recovered {
             mut hard_state,
-            conf_state,
+            mut conf_state,
             start,
             start_conf,
             entries,
         } = recovered;
+        if hard_state.commit < start.index {
+            // The state file predates the log start (a snapshot or retention reached the
+            // disk, the state written with it did not): the start's configuration is newer.
+            conf_state = start_conf.clone();
+        }
         let mut store = GroupStore {
             hard_state: HardState::default(),
             conf_state,
@@ -353,6 +385,11 @@ impl GroupStore {
             .map(|c| c.base + c.count)
     }
 
+    /// The last applied entry.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
     /// Where the log starts.
     pub fn start(&self) -> LogStart {
         self.start
@@ -492,12 +529,29 @@ impl raft::Storage for GroupStore {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    /// The log start, for a follower behind it. raft-rs refuses a snapshot whose
+    /// configuration lacks the recipient, and a replica added after the start is not in the
+    /// configuration as of the start: such a recipient is listed as a learner. It then
+    /// replays the entries after the start, among them its own addition (a no-op for a
+    /// learner already listed) and every later change, so it ends with the group's real
+    /// configuration. (A state-machine snapshot would be taken at the applied index instead;
+    /// here the log is the state machine, so the start is the only honest index.)
+    fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let mut snapshot = Snapshot::default();
         let meta = snapshot.mut_metadata();
         meta.index = self.start.index;
         meta.term = self.start.term;
-        meta.set_conf_state(self.start_conf.clone());
+        let mut conf = self.start_conf.clone();
+        let listed = conf
+            .voters
+            .iter()
+            .chain(&conf.learners)
+            .chain(&conf.voters_outgoing)
+            .any(|id| *id == to);
+        if !listed {
+            conf.learners.push(to);
+        }
+        meta.set_conf_state(conf);
         snapshot.set_data(self.start.offset.to_be_bytes().to_vec().into());
         Ok(snapshot)
     }
@@ -521,18 +575,17 @@ mod tests {
             .collect();
         let mut bytes = build_batch(&records, None, 0).unwrap();
         entry::stamp(&mut bytes, base, term as i32).unwrap();
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
+        let mut e = noop(index, term);
         e.set_data(bytes.freeze());
         e
     }
 
     fn noop(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e
+        Entry {
+            index,
+            term,
+            ..Entry::default()
+        }
     }
 
     #[test]
@@ -631,9 +684,11 @@ mod tests {
 
     #[test]
     fn recovery_lowers_a_commit_ahead_of_the_surviving_entries() {
-        let mut hard_state = HardState::default();
-        hard_state.commit = 9;
-        hard_state.term = 1;
+        let hard_state = HardState {
+            commit: 9,
+            term: 1,
+            ..HardState::default()
+        };
         let store = GroupStore::recover(
             Recovered {
                 hard_state,
