@@ -243,13 +243,7 @@ impl Group {
     /// Proposes record batches as one entry: stamps their base offsets (after the last
     /// entry, including entries not yet persisted) and this term, then appends.
     pub fn propose(&mut self, mut batches: BytesMut) -> Result<Proposed, ProposeError> {
-        let raft = &self.raw.raft;
-        if raft.state != StateRole::Leader {
-            return Err(ProposeError::NotLeader {
-                leader: raft.leader_id,
-            });
-        }
-        let term = raft.term;
+        let term = self.leader_term()?;
         let base_offset = self.next_offset()?;
         let count = entry::stamp(
             &mut batches,
@@ -262,19 +256,7 @@ impl Group {
         message.set_msg_type(MessageType::MsgPropose);
         message.from = self.raw.raft.id;
         message.set_entries(vec![proposal].into());
-        let before = self.raw.raft.raft_log.last_index();
-        let result = self.raw.step(message);
-        self.after_input();
-        let index = self.raw.raft.raft_log.last_index();
-        if result.is_err() || index != before + 1 || self.raw.raft.term != term {
-            return Err(ProposeError::Dropped);
-        }
-        Ok(Proposed {
-            index,
-            term,
-            base_offset,
-            end_offset: base_offset + count,
-        })
+        self.submit(term, base_offset, count, |raw| raw.step(message))
     }
 
     /// Proposes a membership change: learners added, voters promoted or removed. Two or more
@@ -285,13 +267,8 @@ impl Group {
         &mut self,
         mut change: ConfChangeV2,
     ) -> Result<Proposed, ProposeError> {
-        let raft = &self.raw.raft;
-        if raft.state != StateRole::Leader {
-            return Err(ProposeError::NotLeader {
-                leader: raft.leader_id,
-            });
-        }
-        let me = raft.id;
+        self.leader_term()?;
+        let me = self.raw.raft.id;
         if change
             .get_changes()
             .iter()
@@ -306,11 +283,35 @@ impl Group {
     }
 
     fn propose_change(&mut self, change: ConfChangeV2) -> Result<Proposed, ProposeError> {
-        let raft = &self.raw.raft;
-        let term = raft.term;
+        let term = self.raw.raft.term;
         let base_offset = self.next_offset()?;
-        let before = raft.raft_log.last_index();
-        let result = self.raw.propose_conf_change(Vec::new(), change);
+        self.submit(term, base_offset, 1, |raw| {
+            raw.propose_conf_change(Vec::new(), change)
+        })
+    }
+
+    /// The term this replica leads, or who leads instead.
+    fn leader_term(&self) -> Result<u64, ProposeError> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: raft.leader_id,
+            });
+        }
+        Ok(raft.term)
+    }
+
+    /// Hands a proposal to raft-rs and reports where it landed: one new entry in `term`
+    /// taking `count` offsets from `base_offset`, or dropped.
+    fn submit(
+        &mut self,
+        term: u64,
+        base_offset: i64,
+        count: i64,
+        propose: impl FnOnce(&mut RawNode<GroupStore>) -> raft::Result<()>,
+    ) -> Result<Proposed, ProposeError> {
+        let before = self.raw.raft.raft_log.last_index();
+        let result = propose(&mut self.raw);
         self.after_input();
         let index = self.raw.raft.raft_log.last_index();
         if result.is_err() || index != before + 1 || self.raw.raft.term != term {
@@ -320,7 +321,7 @@ impl Group {
             index,
             term,
             base_offset,
-            end_offset: base_offset + 1,
+            end_offset: base_offset + count,
         })
     }
 

@@ -673,11 +673,7 @@ impl Sim {
             })
             .collect();
         let batch = build_batch(&records, None, self.now as i64).map_err(|e| e.to_string())?;
-        let driver = self
-            .nodes
-            .get_mut(&n)
-            .and_then(|node| node.driver.as_mut())
-            .ok_or("no driver")?;
+        let driver = self.driver_mut(n)?;
         if let Ok(proposed) = driver.propose(g, batch) {
             self.proposals.insert((g, n, proposed.index), proposed.term);
         }
@@ -719,6 +715,14 @@ impl Sim {
         disk.written.apply(&op);
         disk.pending_log.push((seq, op));
         Ok(())
+    }
+
+    /// Node `n`'s running driver.
+    fn driver_mut(&mut self, n: u64) -> Result<&mut Driver, String> {
+        self.nodes
+            .get_mut(&n)
+            .and_then(|node| node.driver.as_mut())
+            .ok_or_else(|| format!("node {n} is not running"))
     }
 
     /// The node leading group `g`, if any node thinks it does (the highest term wins).
@@ -788,11 +792,7 @@ impl Sim {
             change.set_changes(vec![single(ConfChangeType::AddLearnerNode, n)].into());
             joining = Some(n);
         }
-        let driver = self
-            .nodes
-            .get_mut(&leader)
-            .and_then(|node| node.driver.as_mut())
-            .ok_or("no driver")?;
+        let driver = self.driver_mut(leader)?;
         let Some(group) = driver.group_mut(g) else {
             return Ok(());
         };
@@ -828,11 +828,7 @@ impl Sim {
             return Ok(());
         };
         let pick = self.rng.next_u64();
-        let driver = self
-            .nodes
-            .get_mut(&leader)
-            .and_then(|node| node.driver.as_mut())
-            .ok_or("no driver")?;
+        let driver = self.driver_mut(leader)?;
         let Some(group) = driver.group_mut(g) else {
             return Ok(());
         };
@@ -1107,16 +1103,7 @@ fn raft_groups_keep_every_acknowledged_entry_under_faults() {
     assert!(total.crashes > FIXED_SEEDS as usize, "{total:?}");
     assert!(total.snapshots > 0 && total.cold_reads > 0, "{total:?}");
     assert!(total.leaders > FIXED_SEEDS as usize * 5, "{total:?}");
-    let budget = std::env::var("SLUICE_FAULT_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2u64);
-    let started = std::time::Instant::now();
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    while started.elapsed().as_secs() < budget {
-        seed = Rng::new(seed).next_u64();
+    for seed in crate::util::rng::timed_seeds() {
         if let Err(e) = run(seed) {
             fail(seed, e);
         }

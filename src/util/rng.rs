@@ -35,3 +35,23 @@ impl Rng {
         self.below(den) < num
     }
 }
+
+/// Seeds for a simulation's random batch, each drawn from the last (the first from the
+/// clock), until `SLUICE_FAULT_SECONDS` (default 2) have passed since the call: the fixed
+/// seeds of a test stay the same, and CI spends a bounded time looking for new failures.
+pub fn timed_seeds() -> impl Iterator<Item = u64> {
+    let budget = std::env::var("SLUICE_FAULT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2u64);
+    let started = std::time::Instant::now();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    std::iter::from_fn(move || {
+        (started.elapsed().as_secs() < budget).then(|| {
+            seed = Rng::new(seed).next_u64();
+            seed
+        })
+    })
+}

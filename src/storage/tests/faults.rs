@@ -268,16 +268,7 @@ where
             fail(seed, e);
         }
     }
-    let budget = std::env::var("SLUICE_FAULT_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2u64);
-    let started = std::time::Instant::now();
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    while started.elapsed().as_secs() < budget {
-        seed = Rng::new(seed).next_u64();
+    for seed in crate::util::rng::timed_seeds() {
         if let Err(e) = scenario(seed).await {
             fail(seed, e);
         }
