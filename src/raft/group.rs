@@ -116,6 +116,8 @@ pub struct GroupWrite {
     pub hard_state: Option<HardState>,
     /// The configuration after a membership change was applied.
     pub conf_state: Option<ConfState>,
+    /// The applied index `conf_state` holds as of (written with it).
+    pub applied: u64,
 }
 
 impl GroupWrite {
@@ -193,7 +195,7 @@ impl Group {
         logger: &slog::Logger,
     ) -> Result<Group, GroupError> {
         let store = GroupStore::recover(recovered, config.cache_entries)?;
-        let applied = store.hard_state().commit;
+        let applied = store.applied();
         let high_watermark = store.end_offset_at(applied).unwrap_or(store.start().offset);
         let raft_config = raft::Config {
             id: node,
@@ -421,15 +423,12 @@ impl Group {
             out.write.hard_state = Some(hard_state.clone());
         }
         if out.write.hard_state.is_some() || out.write.conf_state.is_some() {
-            // The state file holds the configuration as of its commit index, so the commit
-            // written never passes what is applied here: a commit index from raft-rs can run
-            // ahead of the entries this replica has (and of the membership changes among
-            // them), and a restart trusts the configuration up to the commit it reads.
+            // One state record: the hard state, and the configuration with the applied
+            // index it holds as of (a restart re-applies from there; see `Recovered`).
             let store = self.raw.store();
-            let mut hard_state = store.hard_state().clone();
-            hard_state.commit = hard_state.commit.min(store.applied());
-            out.write.hard_state = Some(hard_state);
+            out.write.hard_state = Some(store.hard_state().clone());
             out.write.conf_state = Some(store.conf_state().clone());
+            out.write.applied = store.applied();
         }
         out.send_after_sync = rd.take_persisted_messages();
         // The configuration is persisted with the hard state; a commit must never reach the

@@ -46,11 +46,15 @@ pub struct TermRun {
 /// What recovery found on the disk for one group.
 #[derive(Debug, Clone, Default)]
 pub struct Recovered {
-    /// Term, vote and commit as last persisted. The commit never passes the entries applied
-    /// when it was written, so `conf_state` holds as of it.
+    /// Term, vote and commit as last persisted (the commit may be ahead of the entries that
+    /// survived; the store lowers it).
     pub hard_state: HardState,
-    /// The voters and learners as of the commit (or of the start, if that is later).
+    /// The voters and learners as of `applied`.
     pub conf_state: ConfState,
+    /// The last entry applied when `conf_state` was written. raft-rs re-applies what is
+    /// committed above it, and refuses to campaign until it has: a replica that restarts
+    /// with an older configuration must not win an election with it.
+    pub applied: u64,
     /// Where the log starts.
     pub start: LogStart,
     /// The configuration at the log start.
@@ -82,6 +86,7 @@ impl Recovered {
             },
             start_conf: conf,
             entries: Vec::new(),
+            applied: 1,
         }
     }
 }
@@ -174,8 +179,8 @@ pub struct GroupStore {
 
 impl GroupStore {
     /// A store holding what recovery found. The commit is lowered to the last entry that
-    /// survived (the hard state may have reached the disk before its entries) and
-    /// everything committed counts as applied: the log is the state machine.
+    /// survived (the hard state may have reached the disk before its entries); entries are
+    /// applied up to where the configuration was written, and raft-rs applies the rest.
     pub fn recover(recovered: Recovered, cache_entries: usize) -> Result<GroupStore, StoreError> {
         let Recovered {
             mut hard_state,
@@ -183,11 +188,13 @@ impl GroupStore {
             start,
             start_conf,
             entries,
+            mut applied,
         } = recovered;
-        if hard_state.commit < start.index {
-            // The state file predates the log start (a snapshot or retention reached the
+        if applied < start.index {
+            // The state record predates the log start (a snapshot or retention reached the
             // disk, the state written with it did not): the start's configuration is newer.
             conf_state = start_conf.clone();
+            applied = start.index;
         }
         let mut store = GroupStore {
             hard_state: HardState::default(),
@@ -208,7 +215,7 @@ impl GroupStore {
         let commit = hard_state.commit.clamp(start.index, store.last_index);
         hard_state.commit = commit;
         store.hard_state = hard_state;
-        store.applied_to(commit);
+        store.applied_to(applied.min(commit));
         Ok(store)
     }
 
