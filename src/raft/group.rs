@@ -114,7 +114,8 @@ pub struct GroupWrite {
     pub entries: Vec<Entry>,
     /// A new term, vote or commit.
     pub hard_state: Option<HardState>,
-    /// The configuration after a membership change was applied.
+    /// The configuration as of `applied`, written with `hard_state` as one state record
+    /// whenever either changes.
     pub conf_state: Option<ConfState>,
     /// The applied index `conf_state` holds as of (written with it).
     pub applied: u64,
@@ -405,7 +406,6 @@ impl Group {
             self.raw.mut_store().apply_snapshot(&snapshot);
             let store = self.raw.store();
             out.write.snapshot = Some((store.start(), store.conf_state().clone()));
-            out.write.conf_state = Some(store.conf_state().clone());
             self.snapshot_to_apply = Some(store.start().index);
             self.set_high_watermark(store.start().offset);
         }
@@ -414,6 +414,7 @@ impl Group {
         if !committed.is_empty() {
             out.committed = Some(self.apply(committed, &mut out.write)?);
         }
+        let membership_changed = out.write.conf_state.is_some();
         if !rd.entries().is_empty() {
             self.raw.mut_store().append(rd.entries())?;
             out.write.entries = rd.take_entries();
@@ -422,7 +423,7 @@ impl Group {
             self.raw.mut_store().set_hard_state(hard_state.clone());
             out.write.hard_state = Some(hard_state.clone());
         }
-        if out.write.hard_state.is_some() || out.write.conf_state.is_some() {
+        if out.write.hard_state.is_some() || membership_changed || out.write.snapshot.is_some() {
             // One state record: the hard state, and the configuration with the applied
             // index it holds as of (a restart re-applies from there; see `Recovered`).
             let store = self.raw.store();
@@ -431,9 +432,9 @@ impl Group {
             out.write.applied = store.applied();
         }
         out.send_after_sync = rd.take_persisted_messages();
-        // The configuration is persisted with the hard state; a commit must never reach the
-        // disk ahead of the configuration it implies.
-        out.must_sync |= out.write.conf_state.is_some();
+        // A new configuration is durable before anything acts on it; a record that only
+        // moves the commit needs no flush (raft-rs's `must_sync`), losing it re-applies more.
+        out.must_sync |= membership_changed;
         self.raw.advance_append_async(rd);
         if let Some(index) = applied {
             self.raw.advance_apply_to(index);
