@@ -114,10 +114,11 @@ pub struct GroupWrite {
     pub entries: Vec<Entry>,
     /// A new term, vote or commit.
     pub hard_state: Option<HardState>,
-    /// The configuration as of `applied`, written with `hard_state` as one state record
-    /// whenever either changes.
-    pub conf_state: Option<ConfState>,
-    /// The applied index `conf_state` holds as of (written with it).
+    /// The membership history ([`Recovered::confs`]), when a change or a snapshot moved it.
+    /// The state record keeps the last one written, with every later hard state.
+    pub confs: Option<Vec<(u64, ConfState)>>,
+    /// The applied index the history holds as of, written with `hard_state` as one state
+    /// record whenever either changes.
     pub applied: u64,
 }
 
@@ -127,7 +128,7 @@ impl GroupWrite {
         self.snapshot.is_none()
             && self.entries.is_empty()
             && self.hard_state.is_none()
-            && self.conf_state.is_none()
+            && self.confs.is_none()
     }
 }
 
@@ -405,16 +406,18 @@ impl Group {
             let snapshot = rd.snapshot().clone();
             self.raw.mut_store().apply_snapshot(&snapshot);
             let store = self.raw.store();
-            out.write.snapshot = Some((store.start(), store.conf_state().clone()));
+            out.write.snapshot = Some((store.start(), store.start_conf().clone()));
             self.snapshot_to_apply = Some(store.start().index);
             self.set_high_watermark(store.start().offset);
         }
         let committed = rd.take_committed_entries();
         let applied = committed.last().map(|e| e.index);
+        let mut membership_changed = out.write.snapshot.is_some();
         if !committed.is_empty() {
-            out.committed = Some(self.apply(committed, &mut out.write)?);
+            let (committed, changed) = self.apply(committed)?;
+            out.committed = Some(committed);
+            membership_changed |= changed;
         }
-        let membership_changed = out.write.conf_state.is_some();
         if !rd.entries().is_empty() {
             self.raw.mut_store().append(rd.entries())?;
             out.write.entries = rd.take_entries();
@@ -423,12 +426,14 @@ impl Group {
             self.raw.mut_store().set_hard_state(hard_state.clone());
             out.write.hard_state = Some(hard_state.clone());
         }
-        if out.write.hard_state.is_some() || membership_changed || out.write.snapshot.is_some() {
-            // One state record: the hard state, and the configuration with the applied
+        if out.write.hard_state.is_some() || membership_changed {
+            // One state record: the hard state, and the membership history with the applied
             // index it holds as of (a restart re-applies from there; see `Recovered`).
             let store = self.raw.store();
             out.write.hard_state = Some(store.hard_state().clone());
-            out.write.conf_state = Some(store.conf_state().clone());
+            if membership_changed {
+                out.write.confs = Some(store.confs());
+            }
             out.write.applied = store.applied();
         }
         out.send_after_sync = rd.take_persisted_messages();
@@ -532,12 +537,11 @@ impl Group {
         self.config
     }
 
-    fn apply(
-        &mut self,
-        entries: Vec<Entry>,
-        write: &mut GroupWrite,
-    ) -> Result<Committed, GroupError> {
+    /// Applies committed entries (membership changes to raft-rs and the store); says
+    /// whether the configuration changed.
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(Committed, bool), GroupError> {
         let mut last = 0;
+        let mut changed = false;
         let first = entries.first().map_or(0, |e| e.index);
         let base_offset = self
             .raw
@@ -557,20 +561,19 @@ impl Group {
                 index: entry.index,
                 reason: e.to_string(),
             })??;
-            self.raw
-                .mut_store()
-                .set_conf_state(entry.index, conf.clone());
-            write.conf_state = Some(conf);
+            self.raw.mut_store().set_conf_state(entry.index, conf);
+            changed = true;
         }
         let store = self.raw.mut_store();
         store.applied_to(last);
         let high_watermark = store.end_offset_at(last).unwrap_or(store.end_offset());
         self.set_high_watermark(high_watermark);
-        Ok(Committed {
+        let committed = Committed {
             entries,
             base_offset,
             high_watermark: self.high_watermark,
-        })
+        };
+        Ok((committed, changed))
     }
 
     fn set_high_watermark(&mut self, offset: i64) {

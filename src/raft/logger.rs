@@ -1,22 +1,54 @@
 //! raft-rs logs through slog; this drain hands its records to `tracing`, so elections and
 //! leadership changes land in the broker's log with everything else.
 
-use slog::{Drain, Level, OwnedKVList, Record};
+use std::fmt::Write as _;
+
+use slog::{Drain, Level, OwnedKVList, Record, KV};
 
 /// A `slog` drain that forwards to `tracing` (Raft's info becomes debug: a cluster of
 /// thousands of groups elects often, and those lines would drown the rest).
 struct ToTracing;
 
+/// Collects a record's key-value pairs (the group, the term, the peer...) as `key=value`.
+struct Pairs(String);
+
+impl slog::Serializer for Pairs {
+    fn emit_arguments(&mut self, key: slog::Key, value: &std::fmt::Arguments<'_>) -> slog::Result {
+        let _ = write!(self.0, " {key}={value}");
+        Ok(())
+    }
+}
+
 impl Drain for ToTracing {
     type Ok = ();
     type Err = slog::Never;
 
-    fn log(&self, record: &Record<'_>, _values: &OwnedKVList) -> Result<(), slog::Never> {
-        match record.level() {
-            Level::Critical | Level::Error => tracing::error!("raft: {}", record.msg()),
-            Level::Warning => tracing::warn!("raft: {}", record.msg()),
-            Level::Info | Level::Debug => tracing::debug!("raft: {}", record.msg()),
-            Level::Trace => tracing::trace!("raft: {}", record.msg()),
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
+        let level = match record.level() {
+            Level::Critical | Level::Error => tracing::Level::ERROR,
+            Level::Warning => tracing::Level::WARN,
+            Level::Info | Level::Debug => tracing::Level::DEBUG,
+            Level::Trace => tracing::Level::TRACE,
+        };
+        // Formatting the pairs costs an allocation: only for a line that will be written.
+        let enabled = match level {
+            tracing::Level::ERROR => tracing::enabled!(tracing::Level::ERROR),
+            tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
+            tracing::Level::DEBUG => tracing::enabled!(tracing::Level::DEBUG),
+            _ => tracing::enabled!(tracing::Level::TRACE),
+        };
+        if !enabled {
+            return Ok(());
+        }
+        let mut pairs = Pairs(String::new());
+        let _ = values.serialize(record, &mut pairs);
+        let _ = record.kv().serialize(record, &mut pairs);
+        let text = pairs.0;
+        match level {
+            tracing::Level::ERROR => tracing::error!("raft: {}{text}", record.msg()),
+            tracing::Level::WARN => tracing::warn!("raft: {}{text}", record.msg()),
+            tracing::Level::DEBUG => tracing::debug!("raft: {}{text}", record.msg()),
+            _ => tracing::trace!("raft: {}{text}", record.msg()),
         }
         Ok(())
     }

@@ -49,15 +49,18 @@ pub struct Recovered {
     /// Term, vote and commit as last persisted (the commit may be ahead of the entries that
     /// survived; the store lowers it).
     pub hard_state: HardState,
-    /// The voters and learners as of `applied`.
-    pub conf_state: ConfState,
-    /// The last entry applied when `conf_state` was written. raft-rs re-applies what is
+    /// The state record's membership history: each configuration with the index of the
+    /// change that made it, from the one in force at its log start up to `applied`. It may
+    /// reach below the log start (retention moved on since) or stop short of it (a
+    /// snapshot reached the disk, the state written with it did not).
+    pub confs: Vec<(u64, ConfState)>,
+    /// The last entry applied when `confs` was written. raft-rs re-applies what is
     /// committed above it, and refuses to campaign until it has: a replica that restarts
     /// with an older configuration must not win an election with it.
     pub applied: u64,
     /// Where the log starts.
     pub start: LogStart,
-    /// The configuration at the log start.
+    /// The configuration in force at the log start, written with the start.
     pub start_conf: ConfState,
     /// Every entry above the start, in order.
     pub entries: Vec<Entry>,
@@ -78,7 +81,7 @@ impl Recovered {
         };
         Recovered {
             hard_state,
-            conf_state: conf.clone(),
+            confs: vec![(1, conf.clone())],
             start: LogStart {
                 index: 1,
                 term: 1,
@@ -160,10 +163,16 @@ pub enum StoreError {
 #[derive(Debug)]
 pub struct GroupStore {
     hard_state: HardState,
-    conf_state: ConfState,
     start: LogStart,
+    /// The configuration in force at the start (snapshots carry it).
     start_conf: ConfState,
-    /// Membership changes applied above the start: (index, configuration after it).
+    /// The index of the change that made it (at or below the start; the start itself when
+    /// unknown). The state record names it, not the start: a state record may outlive the
+    /// retention that moved the start, and must not claim a change where there was none.
+    start_conf_index: u64,
+    /// Membership changes applied above the start: (index, configuration after it). Kept
+    /// whole, and in the state record, because the start moves: a replica must know the
+    /// configuration at any later start without reading its log.
     conf_changes: Vec<(u64, ConfState)>,
     runs: Vec<TermRun>,
     last_index: u64,
@@ -184,24 +193,26 @@ impl GroupStore {
     pub fn recover(recovered: Recovered, cache_entries: usize) -> Result<GroupStore, StoreError> {
         let Recovered {
             mut hard_state,
-            mut conf_state,
+            confs,
             start,
             start_conf,
             entries,
             mut applied,
         } = recovered;
-        if applied < start.index {
-            // The state record predates the log start (a snapshot or retention reached the
-            // disk, the state written with it did not): the start's configuration is newer.
-            conf_state = start_conf.clone();
-            applied = start.index;
-        }
+        // The start record's configuration holds at the start; the state record adds the
+        // changes applied above it. A state record older than the start (a snapshot or
+        // retention reached the disk, the state written with it did not) adds nothing.
+        applied = applied.max(start.index);
+        let conf_changes = confs
+            .into_iter()
+            .filter(|(index, _)| *index > start.index && *index <= applied)
+            .collect();
         let mut store = GroupStore {
             hard_state: HardState::default(),
-            conf_state,
             start,
             start_conf,
-            conf_changes: Vec::new(),
+            start_conf_index: start.index,
+            conf_changes,
             runs: Vec::new(),
             last_index: start.index,
             end_offset: start.offset,
@@ -284,7 +295,7 @@ impl GroupStore {
             offset,
         };
         self.start_conf = meta.get_conf_state().clone();
-        self.conf_state = self.start_conf.clone();
+        self.start_conf_index = meta.index;
         self.conf_changes.clear();
         self.runs.clear();
         self.cache.clear();
@@ -303,8 +314,7 @@ impl GroupStore {
 
     /// Records the configuration after the membership change at `index` was applied.
     pub fn set_conf_state(&mut self, index: u64, conf_state: ConfState) {
-        self.conf_changes.push((index, conf_state.clone()));
-        self.conf_state = conf_state;
+        self.conf_changes.push((index, conf_state));
     }
 
     /// Notes that entries up to `index` are applied, so the cache may drop older ones.
@@ -353,8 +363,9 @@ impl GroupStore {
         let settled = self
             .conf_changes
             .partition_point(|(i, _)| *i <= start.index);
-        if let Some((_, conf)) = self.conf_changes.drain(..settled).last() {
+        if let Some((index, conf)) = self.conf_changes.drain(..settled).last() {
             self.start_conf = conf;
+            self.start_conf_index = index;
         }
         Ok(())
     }
@@ -412,9 +423,25 @@ impl GroupStore {
         &self.hard_state
     }
 
-    /// The current configuration.
+    /// The current configuration (as of the applied entry).
     pub fn conf_state(&self) -> &ConfState {
-        &self.conf_state
+        self.conf_changes
+            .last()
+            .map_or(&self.start_conf, |(_, conf)| conf)
+    }
+
+    /// The configuration in force at the log start: written with the start when retention
+    /// moves it, sent in snapshots.
+    pub fn start_conf(&self) -> &ConfState {
+        &self.start_conf
+    }
+
+    /// The membership history the state record keeps (see [`Recovered::confs`]): the
+    /// start's configuration, then every change applied above it.
+    pub fn confs(&self) -> Vec<(u64, ConfState)> {
+        std::iter::once((self.start_conf_index, self.start_conf.clone()))
+            .chain(self.conf_changes.iter().cloned())
+            .collect()
     }
 
     fn first_cached(&self) -> u64 {
@@ -470,7 +497,7 @@ impl raft::Storage for GroupStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
         Ok(RaftState::new(
             self.hard_state.clone(),
-            self.conf_state.clone(),
+            self.conf_state().clone(),
         ))
     }
 
@@ -548,7 +575,7 @@ impl raft::Storage for GroupStore {
         let meta = snapshot.mut_metadata();
         meta.index = self.start.index;
         meta.term = self.start.term;
-        let mut conf = self.start_conf.clone();
+        let mut conf = self.start_conf().clone();
         let listed = conf
             .voters
             .iter()
@@ -707,5 +734,49 @@ mod tests {
         .unwrap();
         assert_eq!(store.hard_state().commit, 2);
         assert_eq!(store.end_offset(), 3);
+    }
+
+    #[test]
+    fn a_restarted_replica_knows_the_configuration_at_a_later_start() {
+        // Voters 1-3 from the start; node 4 joined as a learner at index 3. The replica
+        // restarts with that applied, then retention moves its start past the change: a
+        // snapshot from it must list node 4, as the entries it no longer has did.
+        let voters = ConfState::from((vec![1, 2, 3], Vec::<u64>::new()));
+        let with_learner = ConfState::from((vec![1, 2, 3], vec![4]));
+        let hard_state = HardState {
+            commit: 5,
+            term: 1,
+            ..HardState::default()
+        };
+        let mut store = GroupStore::recover(
+            Recovered {
+                hard_state,
+                confs: vec![(0, voters.clone()), (3, with_learner.clone())],
+                applied: 4,
+                start_conf: voters.clone(),
+                entries: (1..=5).map(|i| noop(i, 1)).collect(),
+                ..Recovered::default()
+            },
+            8,
+        )
+        .unwrap();
+        assert_eq!(store.conf_state(), &with_learner);
+        store.applied_to(5);
+        store
+            .compact_to(LogStart {
+                index: 4,
+                term: 1,
+                offset: 4,
+            })
+            .unwrap();
+        assert_eq!(store.start_conf(), &with_learner);
+        let snapshot = store.snapshot(0, 5).unwrap();
+        let conf = snapshot.get_metadata().get_conf_state();
+        assert_eq!(
+            (conf.voters.as_slice(), conf.learners.as_slice()),
+            (&[1, 2, 3][..], &[4, 5][..])
+        );
+        // The state record names the change where it happened, not the new start.
+        assert_eq!(store.confs(), vec![(3, with_learner)]);
     }
 }
