@@ -24,31 +24,22 @@ impl Drain for ToTracing {
     type Err = slog::Never;
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
-        let level = match record.level() {
-            Level::Critical | Level::Error => tracing::Level::ERROR,
-            Level::Warning => tracing::Level::WARN,
-            Level::Info | Level::Debug => tracing::Level::DEBUG,
-            Level::Trace => tracing::Level::TRACE,
-        };
         // Formatting the pairs costs an allocation: only for a line that will be written.
-        let enabled = match level {
-            tracing::Level::ERROR => tracing::enabled!(tracing::Level::ERROR),
-            tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
-            tracing::Level::DEBUG => tracing::enabled!(tracing::Level::DEBUG),
-            _ => tracing::enabled!(tracing::Level::TRACE),
-        };
-        if !enabled {
-            return Ok(());
+        macro_rules! forward {
+            ($emit:ident, $level:expr) => {
+                if tracing::enabled!($level) {
+                    let mut pairs = Pairs(String::new());
+                    let _ = values.serialize(record, &mut pairs);
+                    let _ = record.kv().serialize(record, &mut pairs);
+                    tracing::$emit!("raft: {}{}", record.msg(), pairs.0);
+                }
+            };
         }
-        let mut pairs = Pairs(String::new());
-        let _ = values.serialize(record, &mut pairs);
-        let _ = record.kv().serialize(record, &mut pairs);
-        let text = pairs.0;
-        match level {
-            tracing::Level::ERROR => tracing::error!("raft: {}{text}", record.msg()),
-            tracing::Level::WARN => tracing::warn!("raft: {}{text}", record.msg()),
-            tracing::Level::DEBUG => tracing::debug!("raft: {}{text}", record.msg()),
-            _ => tracing::trace!("raft: {}{text}", record.msg()),
+        match record.level() {
+            Level::Critical | Level::Error => forward!(error, tracing::Level::ERROR),
+            Level::Warning => forward!(warn, tracing::Level::WARN),
+            Level::Info | Level::Debug => forward!(debug, tracing::Level::DEBUG),
+            Level::Trace => forward!(trace, tracing::Level::TRACE),
         }
         Ok(())
     }
