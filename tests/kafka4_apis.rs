@@ -353,3 +353,61 @@ fn compression_type_re_encodes_produced_batches() {
         assert_eq!(values, vec!["first", "second"], "{topic}");
     }
 }
+
+/// ListTransactions v2 (KIP-1152) filters by a regular expression the whole transactional id
+/// must match; a pattern that does not compile is INVALID_REGULAR_EXPRESSION, and v1 (no
+/// pattern) still lists every id.
+#[test]
+fn list_transactions_v2_filters_by_transactional_id_pattern() {
+    let broker = common::Broker::start();
+    let mut conn = Conn::open(broker.addr());
+    for id in ["orders-1", "orders-2", "audit-orders-1"] {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        match conn.call(
+            ApiKey::InitProducerId,
+            5,
+            &RequestKind::InitProducerId(request),
+        ) {
+            Ok(ResponseKind::InitProducerId(r)) => assert_eq!(r.error_code, 0, "{id}"),
+            other => panic!("InitProducerId {id}: {other:?}"),
+        }
+    }
+    let list = |conn: &mut Conn, version: i16, pattern: Option<&'static str>| {
+        let request = ListTransactionsRequest::default()
+            .with_duration_filter(-1)
+            .with_transactional_id_pattern(pattern.map(StrBytes::from_static_str));
+        match conn.call(
+            ApiKey::ListTransactions,
+            version,
+            &RequestKind::ListTransactions(request),
+        ) {
+            Ok(ResponseKind::ListTransactions(r)) => {
+                let mut ids: Vec<String> = r
+                    .transaction_states
+                    .iter()
+                    .map(|t| t.transactional_id.to_string())
+                    .collect();
+                ids.sort();
+                (r.error_code, ids)
+            }
+            other => panic!("ListTransactions v{version}: {other:?}"),
+        }
+    };
+    let owned = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        list(&mut conn, 2, Some("orders-.*")),
+        (0, owned(&["orders-1", "orders-2"]))
+    );
+    assert_eq!(
+        list(&mut conn, 2, Some(".*-1")),
+        (0, owned(&["audit-orders-1", "orders-1"]))
+    );
+    assert_eq!(list(&mut conn, 2, Some("(orders")), (128, Vec::new()));
+    let all = owned(&["audit-orders-1", "orders-1", "orders-2"]);
+    assert_eq!(list(&mut conn, 2, Some("")), (0, all.clone()));
+    assert_eq!(list(&mut conn, 1, None), (0, all));
+}

@@ -6,6 +6,12 @@
 //! partition of a transaction, after which the driver calls [`TxnCoordinator::complete`]).
 //! The state moves before its record is durable; when an append fails the driver drops the
 //! coordinator and rebuilds it from the log, so memory never stays ahead of the log.
+//!
+//! Transactions v2 (KIP-890 part 2): a client at EndTxn v5 gets its epoch bumped by every
+//! EndTxn (the markers carry the bumped epoch, so a late batch of the finished transaction is
+//! fenced on every partition) and the new epoch in the answer; when the epoch runs out the
+//! producer moves to a new producer id as the transaction completes. Because each EndTxn
+//! moves the epoch, a retried EndTxn is recognised by its epoch being one behind.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,6 +24,9 @@ pub const TRANSACTION_TIMEOUT_MAX_MS: i32 = 15 * 60 * 1000;
 
 /// An epoch this close to `i16::MAX` is exhausted: the producer gets a new id instead.
 const EPOCH_EXHAUSTED: i16 = i16::MAX - 1;
+
+/// `ClientTransactionVersion` of a transaction driven by a transactions-v2 client.
+pub const TRANSACTION_VERSION_2: i16 = 2;
 
 const CONCURRENT_TRANSACTIONS: i16 = ResponseError::ConcurrentTransactions.code();
 const INVALID_TXN_STATE: i16 = ResponseError::InvalidTxnState.code();
@@ -117,6 +126,21 @@ pub struct TxnMeta {
     pub start_ms: i64,
     /// When the state last changed.
     pub last_update_ms: i64,
+    /// The transaction version of the client's last request ([`TRANSACTION_VERSION_2`]:
+    /// every EndTxn bumps the epoch, so retries are told apart by epoch).
+    pub client_version: i16,
+    /// The producer id before the last epoch overflow, -1 if none: a retried EndTxn of the
+    /// transaction that overflowed still names it.
+    pub previous_producer_id: i64,
+    /// The producer id this producer moves to when the transaction being ended completes
+    /// (its epoch ran out), -1 if none.
+    pub next_producer_id: i64,
+}
+
+impl TxnMeta {
+    fn is_v2(&self) -> bool {
+        self.client_version >= TRANSACTION_VERSION_2
+    }
 }
 
 /// Markers to write: the transaction's result to every partition it touched.
@@ -141,6 +165,40 @@ pub struct Effects {
     pub records: Vec<TxnRecord>,
     /// Markers to write once the records are durable.
     pub markers: Option<MarkerJob>,
+}
+
+/// An EndTxn as the coordinator sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct EndRequest<'a> {
+    /// The transactional id.
+    pub transactional_id: &'a str,
+    /// The producer id the client holds.
+    pub producer_id: i64,
+    /// The epoch the client holds.
+    pub producer_epoch: i16,
+    /// Commit (or abort).
+    pub commit: bool,
+    /// Transactions v2 (EndTxn v5): bump the epoch.
+    pub v2: bool,
+}
+
+/// The next step of an EndTxn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndStep {
+    /// Answer with this producer id and epoch (the bumped ones for transactions v2) once
+    /// `effects` are applied.
+    Done {
+        /// The producer id the producer uses next.
+        producer_id: i64,
+        /// The epoch the producer uses next.
+        producer_epoch: i16,
+        /// The prepare record and the markers to write.
+        effects: Effects,
+    },
+    /// The epoch is exhausted: allocate a producer id and call again with it.
+    NeedProducerId,
+    /// Refuse with this error code.
+    Error(i16),
 }
 
 /// The next step of an InitProducerId with a transactional id.
@@ -226,7 +284,7 @@ impl TxnCoordinator {
         if meta.state == TxnState::Ongoing {
             // Fence the old producer: bump the epoch and abort its transaction with it.
             meta.producer_epoch = meta.producer_epoch.saturating_add(1);
-            return InitStep::AbortFirst(self.prepare(meta, false, now_ms));
+            return InitStep::AbortFirst(self.prepare(meta, false, -1, now_ms));
         }
         if meta.producer_epoch >= EPOCH_EXHAUSTED {
             return InitStep::NeedProducerId;
@@ -270,6 +328,9 @@ impl TxnCoordinator {
             partitions: BTreeSet::new(),
             start_ms: -1,
             last_update_ms: now_ms,
+            client_version: 0,
+            previous_producer_id: -1,
+            next_producer_id: -1,
         };
         InitStep::Done {
             producer_id,
@@ -296,14 +357,16 @@ impl TxnCoordinator {
         Ok(meta)
     }
 
-    /// AddPartitionsToTxn / AddOffsetsToTxn: adds partitions to the open transaction
-    /// (opening one if none is). One error code for the whole request.
+    /// AddPartitionsToTxn / AddOffsetsToTxn, or the implicit add of a transactions-v2
+    /// client's first write to a partition (`client_version` 2): adds partitions to the
+    /// open transaction (opening one if none is). One error code for the whole request.
     pub fn add_partitions(
         &mut self,
         transactional_id: &str,
         pid: i64,
         epoch: i16,
         partitions: &[(String, i32)],
+        client_version: i16,
         now_ms: i64,
     ) -> Result<Effects, i16> {
         let meta = self.current(transactional_id, pid, epoch)?;
@@ -325,6 +388,7 @@ impl TxnCoordinator {
             meta.start_ms = now_ms;
         }
         meta.state = TxnState::Ongoing;
+        meta.client_version = client_version;
         meta.partitions.extend(partitions.iter().cloned());
         meta.last_update_ms = now_ms;
         Ok(Effects {
@@ -344,7 +408,16 @@ impl TxnCoordinator {
         }
     }
 
-    fn prepare(&mut self, mut meta: TxnMeta, commit: bool, now_ms: i64) -> Effects {
+    /// Moves to PrepareCommit/PrepareAbort; `next_producer_id` is the id the producer moves
+    /// to on completion (-1: it keeps its own).
+    fn prepare(
+        &mut self,
+        mut meta: TxnMeta,
+        commit: bool,
+        next_producer_id: i64,
+        now_ms: i64,
+    ) -> Effects {
+        meta.next_producer_id = next_producer_id;
         meta.state = if commit {
             TxnState::PrepareCommit
         } else {
@@ -365,27 +438,88 @@ impl TxnCoordinator {
     }
 
     /// EndTxn: commit or abort the open transaction. A retry of a finished EndTxn succeeds.
+    ///
+    /// `v2` (EndTxn v5) bumps the epoch: the markers carry epoch + 1 and the answer names it
+    /// (or, once the epoch is exhausted, `next_producer_id` at epoch 0, which the caller
+    /// allocates when asked with [`EndStep::NeedProducerId`]). For a transaction whose last
+    /// request was v2, a retry carries the epoch before the bump, so the epoch check is the
+    /// one Kafka makes: the current epoch while open, one behind once ended.
     pub fn end_txn(
         &mut self,
-        transactional_id: &str,
-        pid: i64,
-        epoch: i16,
-        commit: bool,
+        request: &EndRequest<'_>,
+        next_producer_id: Option<i64>,
         now_ms: i64,
-    ) -> Result<Effects, i16> {
-        let meta = self.current(transactional_id, pid, epoch)?;
+    ) -> EndStep {
+        let &EndRequest {
+            transactional_id,
+            producer_id: pid,
+            producer_epoch: epoch,
+            commit,
+            v2,
+        } = request;
+        let Some(meta) = self.txns.get(transactional_id) else {
+            return EndStep::Error(INVALID_PRODUCER_ID_MAPPING);
+        };
+        let retry_after_bump =
+            meta.is_v2() && i32::from(meta.producer_epoch) == i32::from(epoch) + 1;
+        let retry_after_overflow = meta.is_v2()
+            && meta.previous_producer_id == pid
+            && epoch == EPOCH_EXHAUSTED
+            && meta.producer_epoch == 0;
+        if meta.producer_id != pid && !retry_after_overflow {
+            return EndStep::Error(INVALID_PRODUCER_ID_MAPPING);
+        }
+        let epoch_ok = if meta.is_v2() {
+            match meta.state {
+                TxnState::PrepareCommit | TxnState::PrepareAbort => retry_after_bump,
+                TxnState::CompleteCommit | TxnState::CompleteAbort => {
+                    retry_after_bump || retry_after_overflow
+                }
+                _ => epoch == meta.producer_epoch,
+            }
+        } else {
+            epoch == meta.producer_epoch
+        };
+        if !epoch_ok {
+            return EndStep::Error(PRODUCER_FENCED);
+        }
+        let (current_pid, current_epoch) = (meta.producer_id, meta.producer_epoch);
         match (meta.state, commit) {
             (TxnState::Ongoing, _) => {
-                let meta = meta.clone();
-                Ok(self.prepare(meta, commit, now_ms))
+                let mut meta = meta.clone();
+                let mut answer = (meta.producer_id, meta.producer_epoch);
+                let mut next = None;
+                if v2 {
+                    if meta.producer_epoch >= EPOCH_EXHAUSTED {
+                        let Some(fresh) = next_producer_id else {
+                            return EndStep::NeedProducerId;
+                        };
+                        next = Some(fresh);
+                        answer = (fresh, 0);
+                    } else {
+                        answer.1 += 1;
+                    }
+                    // Never past i16::MAX: an exhausted epoch is only bumped once more.
+                    meta.producer_epoch = meta.producer_epoch.saturating_add(1);
+                }
+                // A retry of this EndTxn is judged by the version it was sent at.
+                meta.client_version = if v2 { TRANSACTION_VERSION_2 } else { 0 };
+                let effects = self.prepare(meta, commit, next.unwrap_or(-1), now_ms);
+                EndStep::Done {
+                    producer_id: answer.0,
+                    producer_epoch: answer.1,
+                    effects,
+                }
             }
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
-                Err(CONCURRENT_TRANSACTIONS)
+                EndStep::Error(CONCURRENT_TRANSACTIONS)
             }
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
-                Ok(Effects::default())
-            }
-            _ => Err(INVALID_TXN_STATE),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => EndStep::Done {
+                producer_id: current_pid,
+                producer_epoch: current_epoch,
+                effects: Effects::default(),
+            },
+            _ => EndStep::Error(INVALID_TXN_STATE),
         }
     }
 
@@ -411,6 +545,13 @@ impl TxnCoordinator {
         } else {
             TxnState::CompleteAbort
         };
+        if meta.next_producer_id >= 0 {
+            // The epoch ran out with this transaction: the producer continues on its new id.
+            meta.previous_producer_id = meta.producer_id;
+            meta.producer_id = meta.next_producer_id;
+            meta.producer_epoch = 0;
+            meta.next_producer_id = -1;
+        }
         meta.partitions.clear();
         meta.last_update_ms = now_ms;
         Effects {
@@ -435,7 +576,7 @@ impl TxnCoordinator {
             .map(|mut meta| {
                 tracing::info!(transactional_id = %meta.transactional_id, timeout_ms = meta.timeout_ms, "aborting a timed-out transaction");
                 meta.producer_epoch = meta.producer_epoch.saturating_add(1);
-                self.prepare(meta, false, now_ms)
+                self.prepare(meta, false, -1, now_ms)
             })
             .collect()
     }
@@ -500,6 +641,28 @@ mod tests {
         }
     }
 
+    /// A transactions-v1 EndTxn (no epoch bump).
+    fn end(
+        c: &mut TxnCoordinator,
+        pid: i64,
+        epoch: i16,
+        commit: bool,
+        now: i64,
+    ) -> Result<Effects, i16> {
+        let request = EndRequest {
+            transactional_id: "t",
+            producer_id: pid,
+            producer_epoch: epoch,
+            commit,
+            v2: false,
+        };
+        match c.end_txn(&request, None, now) {
+            EndStep::Done { effects, .. } => Ok(effects),
+            EndStep::Error(code) => Err(code),
+            EndStep::NeedProducerId => panic!("v1 never needs a producer id"),
+        }
+    }
+
     fn parts(names: &[(&str, i32)]) -> Vec<(String, i32)> {
         names.iter().map(|(t, p)| (t.to_string(), *p)).collect()
     }
@@ -510,38 +673,38 @@ mod tests {
         let (pid, epoch) = init(&mut c, "t", 0);
         assert_eq!((pid, epoch), (1000, 0));
         let fx = c
-            .add_partitions("t", pid, epoch, &parts(&[("a", 0), ("b", 1)]), 1)
+            .add_partitions("t", pid, epoch, &parts(&[("a", 0), ("b", 1)]), 0, 1)
             .unwrap();
         assert_eq!(fx.records.len(), 1);
         // Adding the same partition again writes nothing.
         assert!(c
-            .add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 2)
+            .add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 0, 2)
             .unwrap()
             .records
             .is_empty());
-        let fx = c.end_txn("t", pid, epoch, true, 3).unwrap();
+        let fx = end(&mut c, pid, epoch, true, 3).unwrap();
         let job = fx.markers.unwrap();
         assert!(job.commit);
         assert_eq!(job.partitions, parts(&[("a", 0), ("b", 1)]));
         assert_eq!(c.get("t").unwrap().state, TxnState::PrepareCommit);
         // While markers are written, the producer must wait.
         assert_eq!(
-            c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 4),
+            c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 0, 4),
             Err(CONCURRENT_TRANSACTIONS)
         );
         assert_eq!(c.unfinished(), vec![job.clone()]);
         c.complete(&job, 5);
         assert_eq!(c.get("t").unwrap().state, TxnState::CompleteCommit);
         // A retried EndTxn(commit) succeeds, an abort now is in the wrong state.
-        assert_eq!(c.end_txn("t", pid, epoch, true, 6), Ok(Effects::default()));
-        assert_eq!(c.end_txn("t", pid, epoch, false, 6), Err(INVALID_TXN_STATE));
+        assert_eq!(end(&mut c, pid, epoch, true, 6), Ok(Effects::default()));
+        assert_eq!(end(&mut c, pid, epoch, false, 6), Err(INVALID_TXN_STATE));
     }
 
     #[test]
     fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
         let mut c = TxnCoordinator::default();
         let (pid, epoch) = init(&mut c, "t", 0);
-        c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 1)
+        c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 0, 1)
             .unwrap();
         let InitStep::AbortFirst(fx) = c.init_producer_id("t", 60_000, None, 2) else {
             panic!("an open transaction must be aborted first");
@@ -555,12 +718,12 @@ mod tests {
         assert_eq!(epoch2, epoch + 2);
         // The zombie is fenced everywhere.
         assert_eq!(
-            c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 5),
+            c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 0, 5),
             Err(PRODUCER_FENCED)
         );
-        assert_eq!(c.end_txn("t", pid, epoch, true, 5), Err(PRODUCER_FENCED));
+        assert_eq!(end(&mut c, pid, epoch, true, 5), Err(PRODUCER_FENCED));
         assert_eq!(
-            c.end_txn("t", 77, epoch2, true, 5),
+            end(&mut c, 77, epoch2, true, 5),
             Err(INVALID_PRODUCER_ID_MAPPING)
         );
     }
@@ -590,17 +753,165 @@ mod tests {
     fn timed_out_transactions_are_aborted_with_a_bumped_epoch() {
         let mut c = TxnCoordinator::default();
         let (pid, epoch) = init(&mut c, "t", 0);
-        c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 1_000)
+        c.add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 0, 1_000)
             .unwrap();
         assert!(c.expire(30_000).is_empty());
         let aborted = c.expire(61_001);
         assert_eq!(aborted.len(), 1);
         let job = aborted[0].markers.clone().unwrap();
         assert_eq!((job.commit, job.producer_epoch), (false, epoch + 1));
+        assert_eq!(end(&mut c, pid, epoch, true, 61_002), Err(PRODUCER_FENCED));
+    }
+
+    /// A transactions-v2 EndTxn (v5).
+    fn end_v2(
+        c: &mut TxnCoordinator,
+        pid: i64,
+        epoch: i16,
+        commit: bool,
+        next: Option<i64>,
+    ) -> EndStep {
+        let request = EndRequest {
+            transactional_id: "t",
+            producer_id: pid,
+            producer_epoch: epoch,
+            commit,
+            v2: true,
+        };
+        c.end_txn(&request, next, 10)
+    }
+
+    #[test]
+    fn every_v2_transaction_bumps_the_epoch_and_retries_are_answered() {
+        let mut c = TxnCoordinator::default();
+        let (pid, epoch) = init(&mut c, "t", 0);
+        c.add_partitions(
+            "t",
+            pid,
+            epoch,
+            &parts(&[("a", 0)]),
+            TRANSACTION_VERSION_2,
+            1,
+        )
+        .unwrap();
+        let EndStep::Done {
+            producer_id,
+            producer_epoch,
+            effects,
+        } = end_v2(&mut c, pid, epoch, true, None)
+        else {
+            panic!("commit refused");
+        };
+        assert_eq!((producer_id, producer_epoch), (pid, epoch + 1));
+        // The markers carry the bumped epoch: a late batch of this transaction is fenced.
+        let job = effects.markers.unwrap();
+        assert_eq!(job.producer_epoch, epoch + 1);
+        // A retry (the old epoch) while markers are written: wait; once complete: the answer.
         assert_eq!(
-            c.end_txn("t", pid, epoch, true, 61_002),
+            end_v2(&mut c, pid, epoch, true, None),
+            EndStep::Error(CONCURRENT_TRANSACTIONS)
+        );
+        c.complete(&job, 11);
+        assert!(matches!(
+            end_v2(&mut c, pid, epoch, true, None),
+            EndStep::Done { producer_id: p, producer_epoch: e, .. } if (p, e) == (pid, epoch + 1)
+        ));
+        assert_eq!(
+            end_v2(&mut c, pid, epoch, false, None),
+            EndStep::Error(INVALID_TXN_STATE)
+        );
+        // Two behind, or the new epoch on an ended transaction, is a zombie or a bug.
+        assert_eq!(
+            end_v2(&mut c, pid, epoch - 1, true, None),
+            EndStep::Error(PRODUCER_FENCED)
+        );
+        assert_eq!(
+            end_v2(&mut c, pid, epoch + 1, true, None),
+            EndStep::Error(PRODUCER_FENCED)
+        );
+        // The next transaction runs at the new epoch; the old one is fenced from adding.
+        assert_eq!(
+            c.add_partitions(
+                "t",
+                pid,
+                epoch,
+                &parts(&[("a", 0)]),
+                TRANSACTION_VERSION_2,
+                12
+            ),
             Err(PRODUCER_FENCED)
         );
+        c.add_partitions(
+            "t",
+            pid,
+            epoch + 1,
+            &parts(&[("a", 0)]),
+            TRANSACTION_VERSION_2,
+            12,
+        )
+        .unwrap();
+        assert!(matches!(
+            end_v2(&mut c, pid, epoch + 1, false, None),
+            EndStep::Done { producer_epoch: e, .. } if e == epoch + 2
+        ));
+    }
+
+    #[test]
+    fn an_exhausted_epoch_moves_a_v2_producer_to_a_new_id_when_the_transaction_completes() {
+        let mut c = TxnCoordinator::default();
+        let (pid, _) = init(&mut c, "t", 0);
+        let last = EPOCH_EXHAUSTED;
+        if let Some(meta) = c.txns.get_mut("t") {
+            meta.producer_epoch = last;
+        }
+        c.add_partitions(
+            "t",
+            pid,
+            last,
+            &parts(&[("a", 0)]),
+            TRANSACTION_VERSION_2,
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            end_v2(&mut c, pid, last, true, None),
+            EndStep::NeedProducerId
+        );
+        let EndStep::Done {
+            producer_id,
+            producer_epoch,
+            effects,
+        } = end_v2(&mut c, pid, last, true, Some(5000))
+        else {
+            panic!("commit refused");
+        };
+        assert_eq!((producer_id, producer_epoch), (5000, 0));
+        let job = effects.markers.unwrap();
+        assert_eq!((job.producer_id, job.producer_epoch), (pid, i16::MAX));
+        // The prepare record holds the next id, so a restart mid-markers keeps it.
+        let mut rebuilt = TxnCoordinator::default();
+        for r in &effects.records {
+            rebuilt.replay(&r.key, r.value.as_deref()).unwrap();
+        }
+        assert_eq!(rebuilt.get("t").unwrap().next_producer_id, 5000);
+        let done = c.complete(&job, 11);
+        let meta = c.get("t").unwrap();
+        assert_eq!((meta.producer_id, meta.producer_epoch), (5000, 0));
+        assert_eq!(meta.previous_producer_id, pid);
+        let mut rebuilt = TxnCoordinator::default();
+        for r in &done.records {
+            rebuilt.replay(&r.key, r.value.as_deref()).unwrap();
+        }
+        assert_eq!(rebuilt.get("t"), c.get("t"));
+        // A retry still names the old id and its last epoch, and gets the new id.
+        assert!(matches!(
+            end_v2(&mut c, pid, last, true, None),
+            EndStep::Done {
+                producer_id: 5000,
+                producer_epoch: 0,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -608,7 +919,7 @@ mod tests {
         let mut c = TxnCoordinator::default();
         let (pid, epoch) = init(&mut c, "t", 0);
         let fx = c
-            .add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 1)
+            .add_partitions("t", pid, epoch, &parts(&[("a", 0)]), 0, 1)
             .unwrap();
         let mut rebuilt = TxnCoordinator::default();
         for r in &fx.records {

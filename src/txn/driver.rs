@@ -292,3 +292,43 @@ async fn finish_claimed(
         .await?;
     Ok(completed.persisted?)
 }
+
+/// Adds `partitions` to the open transaction of `transactional_id` on its coordinator,
+/// wherever that runs (AddPartitionsToTxn, AddOffsetsToTxn, and the implicit adds of a
+/// transactions-v2 client's first write to a partition or its offsets): 0 once the record
+/// is durable, else the Kafka error code.
+pub async fn add_to_transaction(
+    shard: &Rc<Shard>,
+    transactional_id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: Vec<(String, i32)>,
+    client_version: i16,
+) -> i16 {
+    let routed = TRANSACTION_STATE
+        .route(
+            shard,
+            &transactional_id.clone(),
+            move |shard, partition| async move {
+                execute(&shard, partition, |c, now| {
+                    match c.add_partitions(
+                        &transactional_id,
+                        producer_id,
+                        producer_epoch,
+                        &partitions,
+                        client_version,
+                        now,
+                    ) {
+                        Ok(effects) => (0, effects),
+                        Err(code) => (code, Default::default()),
+                    }
+                })
+                .await
+            },
+        )
+        .await;
+    routed.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "adding partitions to a transaction");
+        e.code()
+    })
+}

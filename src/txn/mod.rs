@@ -6,6 +6,7 @@
 
 pub mod coordinator;
 pub mod driver;
+pub mod implicit;
 pub mod markers;
 pub mod records;
 

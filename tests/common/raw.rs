@@ -104,8 +104,28 @@ pub fn name(s: &str) -> TopicName {
 
 /// One record batch with a single record `k=value`; producer fields as given.
 pub fn batch_with(value: &str, producer_id: i64, producer_epoch: i16, sequence: i32) -> Bytes {
+    encode_batch(value, producer_id, producer_epoch, sequence, false)
+}
+
+/// Like [`batch_with`], marked transactional (part of the producer's open transaction).
+pub fn transactional_batch(
+    value: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    sequence: i32,
+) -> Bytes {
+    encode_batch(value, producer_id, producer_epoch, sequence, true)
+}
+
+fn encode_batch(
+    value: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    sequence: i32,
+    transactional: bool,
+) -> Bytes {
     let record = Record {
-        transactional: false,
+        transactional,
         control: false,
         delete_horizon: false,
         partition_leader_epoch: -1,

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use super::Context;
 use crate::groups::{partition_for, OFFSETS, OFFSETS_TOPIC};
-use crate::txn::{driver, TRANSACTION_STATE};
+use crate::txn::driver;
 
 /// Answers AddOffsetsToTxn.
 pub async fn handle(ctx: &Context, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
@@ -21,25 +21,7 @@ pub async fn handle(ctx: &Context, request: AddOffsetsToTxnRequest) -> AddOffset
             Ok(partitions) => {
                 let offsets = vec![(OFFSETS_TOPIC.to_string(), partition_for(&group, partitions))];
                 let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-                let outcome = TRANSACTION_STATE
-                    .route(
-                        &ctx.shard,
-                        &id.clone(),
-                        move |shard, partition| async move {
-                            driver::execute(&shard, partition, |c, now| {
-                                match c.add_partitions(&id, pid, epoch, &offsets, now) {
-                                    Ok(effects) => (0, effects),
-                                    Err(code) => (code, Default::default()),
-                                }
-                            })
-                            .await
-                        },
-                    )
-                    .await;
-                outcome.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "AddOffsetsToTxn");
-                    e.code()
-                })
+                driver::add_to_transaction(&ctx.shard, id, pid, epoch, offsets, 0).await
             }
         }
     };

@@ -1,7 +1,9 @@
-//! AddPartitionsToTxn (key 24), v0-v4: adds partitions to a producer's open transaction on
+//! AddPartitionsToTxn (key 24), v0-v5: adds partitions to a producer's open transaction on
 //! its coordinator (the record is durable before the answer). v0-v3 carry one transaction;
-//! v4 (the inter-broker batched form) carries many, and `verify_only` only checks that the
-//! partitions are already in the transaction.
+//! v4-v5 (the inter-broker batched form) carry many, and `verify_only` only checks that the
+//! partitions are already in the transaction. v5 only adds TRANSACTION_ABORTABLE to the
+//! errors; its adds mark the transaction as transactions v2 (a partition leader adding a
+//! v2 producer's partition).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
@@ -13,10 +15,14 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 
 use super::Context;
+use crate::txn::coordinator::TRANSACTION_VERSION_2;
 use crate::txn::{driver, TRANSACTION_STATE};
 
 /// First version with the batched (inter-broker) form.
 const BATCHED_VERSION: i16 = 4;
+
+/// First version whose batched adds are transactions-v2 implicit adds.
+const IMPLICIT_ADD_VERSION: i16 = 5;
 
 /// Answers AddPartitionsToTxn.
 pub async fn handle(
@@ -59,32 +65,23 @@ async fn one(ctx: &Context, txn: AddPartitionsToTxnTransaction) -> AddPartitions
         None
     } else if id.is_empty() {
         Some(ResponseError::InvalidRequest.code())
-    } else {
+    } else if verify_only {
         let outcome = TRANSACTION_STATE
             .route(
                 &ctx.shard,
                 &id.clone(),
                 move |shard, partition| async move {
-                    if verify_only {
-                        return driver::query(&shard, partition, |c| {
-                            let Some(meta) = c.get(&id) else {
-                                return ResponseError::InvalidProducerIdMapping.code();
-                            };
-                            if meta.producer_id != pid || meta.producer_epoch != epoch {
-                                return ResponseError::ProducerFenced.code();
-                            }
-                            if partitions.iter().all(|p| meta.partitions.contains(p)) {
-                                0
-                            } else {
-                                ResponseError::InvalidTxnState.code()
-                            }
-                        })
-                        .await;
-                    }
-                    driver::execute(&shard, partition, |c, now| {
-                        match c.add_partitions(&id, pid, epoch, &partitions, now) {
-                            Ok(effects) => (0, effects),
-                            Err(code) => (code, Default::default()),
+                    driver::query(&shard, partition, |c| {
+                        let Some(meta) = c.get(&id) else {
+                            return ResponseError::InvalidProducerIdMapping.code();
+                        };
+                        if meta.producer_id != pid || meta.producer_epoch != epoch {
+                            return ResponseError::ProducerFenced.code();
+                        }
+                        if partitions.iter().all(|p| meta.partitions.contains(p)) {
+                            0
+                        } else {
+                            ResponseError::InvalidTxnState.code()
                         }
                     })
                     .await
@@ -95,6 +92,18 @@ async fn one(ctx: &Context, txn: AddPartitionsToTxnTransaction) -> AddPartitions
             tracing::warn!(error = %e, "AddPartitionsToTxn");
             e.code()
         }))
+    } else {
+        // v5's batched adds come from partition leaders adding a transactions-v2
+        // producer's partitions on its behalf (KIP-890 part 2).
+        let client_version = if ctx.version >= IMPLICIT_ADD_VERSION {
+            TRANSACTION_VERSION_2
+        } else {
+            0
+        };
+        Some(
+            driver::add_to_transaction(&ctx.shard, id, pid, epoch, partitions, client_version)
+                .await,
+        )
     };
     let fenced = ResponseError::ProducerFenced.code();
     let code = code.map(|c| {

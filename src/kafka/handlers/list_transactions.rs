@@ -1,7 +1,10 @@
-//! ListTransactions (key 66), v0-v1: every transactional id known to this node's
-//! coordinators, filtered by state, producer id and (v1) minimum running time. v2's
-//! transactional-id regular expression is not advertised.
+//! ListTransactions (key 66), v0-v2: every transactional id known to this node's
+//! coordinators, filtered by state, producer id, (v1) minimum running time and (v2, KIP-1152)
+//! a regular expression the whole transactional id must match. Kafka compiles the pattern
+//! with RE2/J; the `regex` crate speaks the same RE2 syntax and, like RE2, runs in time
+//! linear in the input, so a client's pattern cannot stall the shard.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
@@ -25,8 +28,36 @@ const STATES: [TxnState; 8] = [
     TxnState::PrepareEpochFence,
 ];
 
+/// Largest compiled pattern accepted (bytes of automaton), so a pattern cannot make the
+/// broker build a huge matcher.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// The v2 pattern as a whole-id matcher; `None` when absent or empty (no filter).
+fn id_pattern(pattern: Option<&str>) -> Result<Option<regex::Regex>, regex::Error> {
+    match pattern {
+        None | Some("") => Ok(None),
+        Some(p) => regex::RegexBuilder::new(&format!("^(?:{p})$"))
+            .size_limit(PATTERN_SIZE_LIMIT)
+            .build()
+            .map(Some),
+    }
+}
+
 /// Answers ListTransactions.
 pub async fn handle(ctx: &Context, request: ListTransactionsRequest) -> ListTransactionsResponse {
+    let pattern = if ctx.version >= 2 {
+        request.transactional_id_pattern.as_deref()
+    } else {
+        None
+    };
+    let pattern = match id_pattern(pattern) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "ListTransactions: invalid transactional id pattern");
+            return ListTransactionsResponse::default()
+                .with_error_code(ResponseError::InvalidRegularExpression.code());
+        }
+    };
     let states: Vec<String> = request
         .state_filters
         .iter()
@@ -47,7 +78,7 @@ pub async fn handle(ctx: &Context, request: ListTransactionsRequest) -> ListTran
     let now = now_ms();
     let mut listed: Vec<(String, i64, &'static str)> = Vec::new();
     for target in 0..ctx.shard.count {
-        let (states, pids) = (states.clone(), pids.clone());
+        let (states, pids, pattern) = (states.clone(), pids.clone(), pattern.clone());
         let found = ctx
             .shard
             .invoke_on(target, move |shard| async move {
@@ -55,6 +86,11 @@ pub async fn handle(ctx: &Context, request: ListTransactionsRequest) -> ListTran
                     c.all()
                         .filter(|m| states.is_empty() || states.iter().any(|s| s == m.state.name()))
                         .filter(|m| pids.is_empty() || pids.contains(&m.producer_id))
+                        .filter(|m| {
+                            pattern
+                                .as_ref()
+                                .is_none_or(|p| p.is_match(&m.transactional_id))
+                        })
                         .filter(|m| {
                             min_duration_ms < 0
                                 || (m.start_ms >= 0 && now - m.start_ms >= min_duration_ms)
@@ -85,4 +121,21 @@ pub async fn handle(ctx: &Context, request: ListTransactionsRequest) -> ListTran
     ListTransactionsResponse::default()
         .with_unknown_state_filters(unknown)
         .with_transaction_states(transaction_states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_pattern;
+
+    #[test]
+    fn the_pattern_must_match_the_whole_transactional_id() {
+        let p = id_pattern(Some("orders-.*")).unwrap().unwrap();
+        assert!(p.is_match("orders-1"));
+        assert!(!p.is_match("old-orders-1"));
+        let p = id_pattern(Some("a|b")).unwrap().unwrap();
+        assert!(p.is_match("b") && !p.is_match("ab"));
+        assert!(id_pattern(Some("")).unwrap().is_none());
+        assert!(id_pattern(None).unwrap().is_none());
+        assert!(id_pattern(Some("(unclosed")).is_err());
+    }
 }

@@ -1,8 +1,9 @@
-//! OffsetCommit (key 8), v0-v9 (v0-v1 decoded by `kafka::legacy`): store consumed positions
-//! (with metadata and leader epoch).
+//! OffsetCommit (key 8), v0-v10 (v0-v1 decoded by `kafka::legacy`): store consumed
+//! positions (with metadata and leader epoch).
 //!
-//! v10 names topics by id and is not advertised. The answer waits until the commit records
-//! are durable in `__consumer_offsets` (acks=all).
+//! v10 (Kafka 4.1) names topics by id: an id no topic has answers UNKNOWN_TOPIC_ID for its
+//! partitions, as Kafka does. The answer waits until the commit records are durable in
+//! `__consumer_offsets` (acks=all).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
@@ -10,6 +11,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
 
 use super::Context;
 use crate::groups::offsets::{CommitPartition, CommitRequest};
@@ -24,19 +26,31 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
     let image = ctx.shard.image();
     let group_id = request.group_id.to_string();
     let mut known = Vec::new();
-    let mut answer: Vec<(String, Slots)> = Vec::new();
+    let mut answer: Vec<(String, Uuid, Slots)> = Vec::new();
     for topic in &request.topics {
-        let name = topic.name.to_string();
-        let meta = image.topic(&name);
+        let (meta, unknown) = if v >= 10 {
+            (
+                image.topic_by_id(&topic.topic_id),
+                ResponseError::UnknownTopicId.code(),
+            )
+        } else {
+            (
+                image.topic(topic.name.as_str()),
+                ResponseError::UnknownTopicOrPartition.code(),
+            )
+        };
+        let name = meta.map_or_else(|| topic.name.to_string(), |m| m.name.clone());
         let mut slots = Vec::new();
         let mut accepted = Vec::new();
         for p in &topic.partitions {
             let exists = meta.is_some_and(|m| m.has_partition(p.partition_index));
             if !exists {
-                slots.push((
-                    p.partition_index,
-                    Some(ResponseError::UnknownTopicOrPartition.code()),
-                ));
+                let error = if meta.is_some() {
+                    ResponseError::UnknownTopicOrPartition.code()
+                } else {
+                    unknown
+                };
+                slots.push((p.partition_index, Some(error)));
                 continue;
             }
             slots.push((p.partition_index, None));
@@ -50,7 +64,7 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
         if !accepted.is_empty() {
             known.push((name.clone(), accepted));
         }
-        answer.push((name, slots));
+        answer.push((name, topic.topic_id, slots));
     }
     let commit = CommitRequest {
         group_id: group_id.clone(),
@@ -80,7 +94,7 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
     };
     let topics = answer
         .into_iter()
-        .map(|(name, slots)| {
+        .map(|(name, topic_id, slots)| {
             let partitions = slots
                 .into_iter()
                 .map(|(partition, refused)| {
@@ -101,6 +115,7 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommit
                 .collect();
             OffsetCommitResponseTopic::default()
                 .with_name(TopicName(StrBytes::from_string(name)))
+                .with_topic_id(topic_id)
                 .with_partitions(partitions)
         })
         .collect();

@@ -1,12 +1,18 @@
-//! OffsetFetch (key 9), v1-v9: read committed offsets (all partitions or selected ones;
-//! several groups at once from v8). v10 names topics by id and is not advertised.
+//! OffsetFetch (key 9), v1-v10: read committed offsets (all partitions or selected ones;
+//! several groups at once from v8).
+//!
+//! v10 (Kafka 4.1) names topics by id: a requested id no topic has answers UNKNOWN_TOPIC_ID
+//! for its partitions; asked for all topics, offsets of a topic that no longer exists are
+//! left out (there is no id to name it by).
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
 
 use super::Context;
 use crate::groups::offsets::FetchReply;
@@ -15,20 +21,35 @@ use crate::groups::{driver, OFFSETS};
 /// Answers OffsetFetch.
 pub async fn handle(ctx: &Context, request: OffsetFetchRequest) -> OffsetFetchResponse {
     if ctx.version >= 8 {
+        let by_id = ctx.version >= 10;
         let mut groups = Vec::with_capacity(request.groups.len());
         for g in &request.groups {
+            let mut unknown_ids = Vec::new();
             let topics = g.topics.as_ref().map(|ts| {
-                ts.iter()
-                    .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
-                    .collect::<Vec<_>>()
+                let image = ctx.shard.image();
+                let mut named = Vec::with_capacity(ts.len());
+                for t in ts {
+                    if !by_id {
+                        named.push((t.name.to_string(), t.partition_indexes.clone()));
+                    } else if let Some(meta) = image.topic_by_id(&t.topic_id) {
+                        named.push((meta.name.clone(), t.partition_indexes.clone()));
+                    } else {
+                        unknown_ids.push((t.topic_id, t.partition_indexes.clone()));
+                    }
+                }
+                named
             });
             let (error, reply) =
                 fetch_group(ctx, g.group_id.to_string(), topics, request.require_stable).await;
+            let mut topics = encode_batched(ctx, reply);
+            if error == 0 {
+                topics.extend(unknown_ids.into_iter().map(unknown_topic_id));
+            }
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
                     .with_error_code(error)
-                    .with_topics(encode_batched(reply)),
+                    .with_topics(topics),
             );
         }
         return OffsetFetchResponse::default().with_groups(groups);
@@ -99,10 +120,37 @@ async fn fetch_group(
     }
 }
 
-fn encode_batched(reply: FetchReply) -> Vec<OffsetFetchResponseTopics> {
+/// The answer for a requested topic id no topic has (v10).
+fn unknown_topic_id((topic_id, partitions): (Uuid, Vec<i32>)) -> OffsetFetchResponseTopics {
+    let partitions = partitions
+        .into_iter()
+        .map(|p| {
+            OffsetFetchResponsePartitions::default()
+                .with_partition_index(p)
+                .with_committed_offset(-1)
+                .with_error_code(ResponseError::UnknownTopicId.code())
+        })
+        .collect();
+    OffsetFetchResponseTopics::default()
+        .with_topic_id(topic_id)
+        .with_partitions(partitions)
+}
+
+/// The v8+ topics of a reply; from v10 each named by its id, and a topic without one
+/// (deleted since its offsets were committed) left out.
+fn encode_batched(ctx: &Context, reply: FetchReply) -> Vec<OffsetFetchResponseTopics> {
+    let image = ctx.shard.image();
     reply
         .into_iter()
-        .map(|(name, partitions)| {
+        .filter_map(|(name, partitions)| {
+            let topic_id = if ctx.version >= 10 {
+                image.topic(&name)?.id
+            } else {
+                Uuid::nil()
+            };
+            Some((name, topic_id, partitions))
+        })
+        .map(|(name, topic_id, partitions)| {
             let partitions = partitions
                 .into_iter()
                 .map(|p| {
@@ -116,6 +164,7 @@ fn encode_batched(reply: FetchReply) -> Vec<OffsetFetchResponseTopics> {
                 .collect();
             OffsetFetchResponseTopics::default()
                 .with_name(TopicName(StrBytes::from_string(name)))
+                .with_topic_id(topic_id)
                 .with_partitions(partitions)
         })
         .collect()

@@ -2,7 +2,9 @@
 //! through the partition's replicated log, answer as `acks` asks.
 //!
 //! Partitions are grouped by owner shard; each group runs on its shard concurrently with
-//! the others, and the answers are put back in the request's order.
+//! the others, and the answers are put back in the request's order. From v12 a
+//! transactional producer (transactions v2) sends no AddPartitionsToTxn: the first batch
+//! of its transaction on a partition adds the partition (`txn::implicit`).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -45,9 +47,17 @@ struct PartitionResult {
     record_errors: Vec<(i32, String)>,
 }
 
+/// First version whose transactional batches add their partition to the transaction.
+const IMPLICIT_ADD_VERSION: i16 = 12;
+
 /// Answers Produce; `None` for acks=0 (the client expects no response).
 pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = Acks::from_wire(request.acks);
+    let transactional_id: Option<Rc<str>> = request
+        .transactional_id
+        .as_ref()
+        .filter(|id| ctx.version >= IMPLICIT_ADD_VERSION && !id.is_empty())
+        .map(|id| Rc::from(id.as_str()));
     // v13 names topics by id (KIP-516): an unknown id is never auto-created.
     let by_id = ctx.version >= 13;
     let (names, image) = if by_id {
@@ -142,15 +152,19 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
             .into_iter()
             .enumerate()
             .filter(|(_, writes)| !writes.is_empty())
-            .map(|(target, writes)| async move {
-                let started = Instant::now();
-                let answer = ctx
-                    .shard
-                    .invoke_on(target, move |shard| {
-                        write_on_owner(shard, writes, acks, timeout)
-                    })
-                    .await;
-                (started.elapsed(), answer)
+            .map(|(target, writes)| {
+                // Crosses to another shard: sent as an owned string.
+                let txn = transactional_id.as_deref().map(str::to_string);
+                async move {
+                    let started = Instant::now();
+                    let answer = ctx
+                        .shard
+                        .invoke_on(target, move |shard| {
+                            write_on_owner(shard, writes, txn, acks, timeout)
+                        })
+                        .await;
+                    (started.elapsed(), answer)
+                }
             });
         for (elapsed, answer) in join_all(calls).await {
             match answer {
@@ -172,14 +186,16 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
 async fn write_on_owner(
     shard: Rc<Shard>,
     writes: Vec<PartitionWrite>,
+    transactional_id: Option<String>,
     acks: Acks,
     timeout: Duration,
 ) -> (Vec<PartitionResult>, Duration) {
     let started = Instant::now();
+    let txn = transactional_id.as_deref();
     let results = join_all(
         writes
             .into_iter()
-            .map(|w| write_partition(&shard, w, acks, timeout)),
+            .map(|w| write_partition(&shard, w, txn, acks, timeout)),
     )
     .await;
     (results, started.elapsed())
@@ -188,6 +204,7 @@ async fn write_on_owner(
 async fn write_partition(
     shard: &Rc<Shard>,
     write: PartitionWrite,
+    transactional_id: Option<&str>,
     acks: Acks,
     timeout: Duration,
 ) -> PartitionResult {
@@ -247,6 +264,21 @@ async fn write_partition(
             );
             result.record_errors = keyless.into_iter().map(|i| (i, message.clone())).collect();
             result.error = Some((ResponseError::InvalidRecord, message));
+            return result;
+        }
+    }
+    if let Some(id) = transactional_id {
+        let added = crate::txn::implicit::add_on_first_batch(
+            shard,
+            &partition,
+            id,
+            &write.topic,
+            write.partition,
+            &records,
+        )
+        .await;
+        if let Err(error) = added {
+            result.error = Some(error);
             return result;
         }
     }

@@ -3,7 +3,8 @@
 //! epoch, an open transaction); the group coordinator's shard appends the offsets to the
 //! group's `__consumer_offsets` partition as a transactional batch of the producer. They
 //! become visible to OffsetFetch only when the commit marker reaches that partition
-//! (`txn::markers`), and never if the transaction aborts.
+//! (`txn::markers`), and never if the transaction aborts. From v5 (transactions v2) the
+//! request itself adds the group's offsets partition to the transaction.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -13,9 +14,14 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::Context;
 use crate::groups::records::{offset_key, offset_value, GroupRecord, OffsetValue};
-use crate::groups::{driver as groups, Effects, OFFSETS};
+use crate::groups::{driver as groups, partition_for, Effects, OFFSETS, OFFSETS_TOPIC};
+use crate::txn::coordinator::TRANSACTION_VERSION_2;
 use crate::txn::{driver, markers, TRANSACTION_STATE};
 use crate::util::clock::now_ms;
+
+/// First version sent by transactions-v2 producers, which add the offsets partition to the
+/// transaction implicitly (no AddOffsetsToTxn).
+const IMPLICIT_ADD_VERSION: i16 = 5;
 
 /// Answers TxnOffsetCommit.
 pub async fn handle(ctx: &Context, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
@@ -61,6 +67,28 @@ async fn commit(
         return ResponseError::InvalidRequest.code();
     }
     let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
+    if ctx.version >= IMPLICIT_ADD_VERSION {
+        // A transactions-v2 producer sends no AddOffsetsToTxn: its offsets partition joins
+        // the transaction here (KIP-890 part 2).
+        let added = match OFFSETS.ensure(&ctx.shard).await {
+            Ok(partitions) => {
+                let offsets = vec![(OFFSETS_TOPIC.to_string(), partition_for(&group, partitions))];
+                driver::add_to_transaction(
+                    &ctx.shard,
+                    id.clone(),
+                    pid,
+                    epoch,
+                    offsets,
+                    TRANSACTION_VERSION_2,
+                )
+                .await
+            }
+            Err(e) => e.code(),
+        };
+        if added != 0 {
+            return added;
+        }
+    }
     let checked = TRANSACTION_STATE
         .route(
             &ctx.shard,
