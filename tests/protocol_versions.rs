@@ -288,6 +288,21 @@ fn request(api: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> Opti
         ApiKey::ListConfigResources => {
             RequestKind::ListConfigResources(ListConfigResourcesRequest::default())
         }
+        // A KIP-848 member joining (v1: with the member id it chose, as v1 clients do).
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(format!(
+                    "sweep-cg-v{version}"
+                ))))
+                .with_member_id(if version >= 1 {
+                    StrBytes::from_static_str("sweep-member")
+                } else {
+                    StrBytes::default()
+                })
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![name(topic)])),
+        ),
         _ => return None,
     })
 }
@@ -423,6 +438,18 @@ fn check(api: ApiKey, version: i16, topic: &str, response: &ResponseKind) -> Res
             // v0 lists client-metrics resources only; v1 lists every topic and the broker.
             if r.error_code != 0 || (version >= 1) != listed {
                 return Err(format!("list config resources {r:?}"));
+            }
+            Ok(())
+        }
+        ResponseKind::ConsumerGroupHeartbeat(r) => {
+            let owned: usize = r
+                .assignment
+                .iter()
+                .flat_map(|a| a.topic_partitions.iter())
+                .map(|tp| tp.partitions.len())
+                .sum();
+            if r.error_code != 0 || r.member_epoch <= 0 || owned != 1 {
+                return Err(format!("consumer group heartbeat {r:?}"));
             }
             Ok(())
         }

@@ -1,8 +1,10 @@
-//! The consumer-group coordinator (Kafka's classic group protocol).
+//! The group coordinator: Kafka's classic group protocol and KIP-848 consumer groups.
 //!
 //! Split as `STYLE.md` asks ("pure cores, thin drivers"):
 //! - [`coordinator`] is a sans-IO state machine: requests, `now_ms` and ticks go in;
 //!   responses (some deferred, keyed by a [`Token`]), records to append and deadlines come out.
+//! - [`consumer`] is the KIP-848 consumer-group state machine (ConsumerGroupHeartbeat,
+//!   server-side assignors, revocation before reassignment), also sans-IO.
 //! - [`records`] encodes and decodes Kafka's own `__consumer_offsets` key/value schemas, so
 //!   Kafka tools can read what Sluice writes and state can be rebuilt from the log.
 //! - [`driver`] is what is specific to groups around the generic `crate::coordinator::Host`
@@ -12,6 +14,7 @@
 //! A group lives on partition `abs(java_hash(group_id)) % partitions` of `__consumer_offsets`,
 //! exactly as Kafka places it, and its coordinator runs on that partition's owner shard.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod driver;
 pub mod offsets;

@@ -167,7 +167,13 @@ impl Coordinator {
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return (all(COORDINATOR_NOT_AVAILABLE), fx);
         };
-        let error = commit_error(group, &req);
+        let error = match group.consumer.as_ref() {
+            // KIP-848: the member epoch stands in for the generation.
+            Some(cg) if group.state != GroupState::Dead => {
+                cg.commit_error(&req.member_id, req.generation_id)
+            }
+            _ => commit_error(group, &req),
+        };
         if error != NONE {
             return (all(error), fx);
         }
@@ -335,6 +341,11 @@ impl Coordinator {
         let subscribed = match group.state {
             GroupState::Dead => return ((GROUP_ID_NOT_FOUND, Vec::new()), fx),
             GroupState::Empty => Some(Vec::new()),
+            // KIP-848: the topics its members' subscriptions resolve to.
+            _ if group.consumer.is_some() => group
+                .consumer
+                .as_ref()
+                .map(|cg| cg.subscribed.keys().cloned().collect()),
             _ if group.protocol_type.as_deref() == Some("consumer") => subscribed_topics(group),
             _ => None,
         };

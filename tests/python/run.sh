@@ -2,7 +2,8 @@
 # Python and kcat round trips against a real Sluice broker.
 # Starts target/release/sluice (else target/debug/sluice; SLUICE_BIN overrides) on free ports
 # in a temp dir, runs both Python clients (round trips and group consumers that resume from
-# committed offsets), kafka-python's incremental fetch sessions, Kafka 4.1's topic-id
+# committed offsets; confluent-kafka also with the KIP-848 consumer protocol),
+# kafka-python's incremental fetch sessions, Kafka 4.1's topic-id
 # offset APIs in kafka-python's own codec, a confluent-kafka
 # transactional round trip and a
 # kcat round trip, then stops the broker with
@@ -70,6 +71,7 @@ run kafka-python "$PY" "$here/roundtrip_kafka_python.py" --bootstrap "$bootstrap
 run kafka-python-fetch-sessions "$PY" "$here/sessions_kafka_python.py" --bootstrap "$bootstrap" --admin "127.0.0.1:$aport"
 run confluent-kafka-groups "$PY" "$here/groups_confluent.py" --bootstrap "$bootstrap"
 run kafka-python-groups "$PY" "$here/groups_kafka_python.py" --bootstrap "$bootstrap"
+run confluent-kafka-consumer-protocol "$PY" "$here/groups_consumer_protocol_confluent.py" --bootstrap "$bootstrap"
 run kafka-python-offsets-by-topic-id "$PY" "$here/offsets_by_id_kafka_python.py" --bootstrap "$bootstrap"
 run confluent-kafka-transactions "$PY" "$here/txn_confluent.py" --bootstrap "$bootstrap"
 if command -v kcat >/dev/null; then run kcat kcat_roundtrip; else echo "FAIL kcat (not installed)"; failed=$((failed+1)); fi

@@ -36,6 +36,8 @@ pub struct GroupDescription {
     pub protocol: String,
     /// The members.
     pub members: Vec<DescribedMember>,
+    /// False for a KIP-848 consumer group, which DescribeGroups does not describe.
+    pub classic: bool,
 }
 
 /// A ListGroups entry.
@@ -45,8 +47,10 @@ pub struct ListedGroup {
     pub group_id: String,
     /// The protocol type ("" for offsets-only groups).
     pub protocol_type: String,
-    /// Kafka's state name.
+    /// Kafka's state name (a consumer group's own states for consumer groups).
     pub state: &'static str,
+    /// "classic" or "consumer" (ListGroups v5).
+    pub group_type: &'static str,
 }
 
 impl Coordinator {
@@ -59,8 +63,19 @@ impl Coordinator {
                 protocol_type: String::new(),
                 protocol: String::new(),
                 members: Vec::new(),
+                classic: true,
             };
         };
+        if g.is_consumer() {
+            return GroupDescription {
+                group_id: group_id.to_string(),
+                state: GroupState::Dead.name(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+                classic: false,
+            };
+        }
         let stable = g.state == GroupState::Stable;
         let protocol = g.protocol_name.clone().unwrap_or_default();
         GroupDescription {
@@ -92,6 +107,7 @@ impl Coordinator {
                     },
                 })
                 .collect(),
+            classic: true,
         }
     }
 
@@ -100,17 +116,17 @@ impl Coordinator {
         self.groups
             .values()
             .filter(|g| g.state != GroupState::Dead)
-            .filter(|g| {
-                states.is_empty()
-                    || states
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(g.state.name()))
-            })
             .map(|g| ListedGroup {
                 group_id: g.group_id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state.name(),
+                state: g.consumer_state_name().unwrap_or(g.state.name()),
+                group_type: if g.is_consumer() {
+                    "consumer"
+                } else {
+                    "classic"
+                },
             })
+            .filter(|g| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state)))
             .collect()
     }
 

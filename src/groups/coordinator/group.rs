@@ -89,6 +89,8 @@ pub(crate) struct Group {
     /// Offsets with a commit in flight (staged, records not committed yet); `offsets` holds
     /// only durable ones.
     pub(crate) pending_offsets: BTreeMap<(String, i32), PendingOffset>,
+    /// The KIP-848 side when this is a consumer group (None: a classic group).
+    pub(crate) consumer: Option<crate::groups::consumer::ConsumerGroup>,
 }
 
 impl Group {
@@ -111,6 +113,7 @@ impl Group {
             offsets: BTreeMap::new(),
             offset_expiry: BTreeMap::new(),
             pending_offsets: BTreeMap::new(),
+            consumer: None,
         }
     }
 

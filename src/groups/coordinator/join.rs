@@ -7,8 +7,8 @@ use super::rebalance::{maybe_prepare_rebalance, try_complete_join};
 use super::sync::SyncReply;
 use super::{
     Completion, Coordinator, Effects, GroupState, Token, COORDINATOR_NOT_AVAILABLE,
-    FENCED_INSTANCE_ID, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT,
-    MEMBER_ID_REQUIRED, UNKNOWN_MEMBER_ID,
+    FENCED_INSTANCE_ID, GROUP_ID_NOT_FOUND, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID,
+    INVALID_SESSION_TIMEOUT, MEMBER_ID_REQUIRED, UNKNOWN_MEMBER_ID,
 };
 
 /// A JoinGroup request, version-independent.
@@ -100,6 +100,17 @@ impl Coordinator {
         {
             reply(&mut effects, INVALID_SESSION_TIMEOUT);
             return effects;
+        }
+        if let Some(g) = self.groups.get_mut(&req.group_id) {
+            if let Some(cg) = &g.consumer {
+                if !cg.members.is_empty() {
+                    reply(&mut effects, GROUP_ID_NOT_FOUND);
+                    return effects;
+                }
+                // An empty consumer group goes back to the classic protocol (offsets kept).
+                g.consumer = None;
+                g.protocol_type = None;
+            }
         }
         if !self.groups.contains_key(&req.group_id) {
             if !req.member_id.is_empty() {

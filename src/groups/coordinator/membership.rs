@@ -126,6 +126,7 @@ impl Coordinator {
                 }
             }
         }
+        self.expire_consumer_members(now_ms);
         if now_ms >= self.next_offset_expiry_ms {
             self.next_offset_expiry_ms = now_ms + self.config.offsets_retention_check_interval_ms;
             self.expire_offsets(now_ms, &mut fx);
@@ -137,6 +138,9 @@ impl Coordinator {
     pub fn next_deadline_ms(&self) -> Option<i64> {
         let mut next = Some(self.next_offset_expiry_ms);
         let mut consider = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
+        if let Some(t) = self.next_consumer_deadline_ms() {
+            consider(t);
+        }
         for g in self.groups.values() {
             if let Some(timer) = g.join_timer {
                 consider(timer.deadline_ms);

@@ -12,10 +12,12 @@
 //! Split by concept into private modules: `join` (JoinGroup: new, known and static
 //! members), `rebalance` (the join barrier and its timer), `sync` (SyncGroup and the
 //! leader's assignment), `membership` (Heartbeat, LeaveGroup, ticks: session, pending-member
-//! and pending-sync expiry), `describe` (DescribeGroups, ListGroups, DeleteGroups), `replay`
+//! and pending-sync expiry), `consumer` (KIP-848 groups: heartbeats, expiry, describe,
+//! conversion with classic groups), `describe` (DescribeGroups, ListGroups, DeleteGroups), `replay`
 //! (rebuilding state from `__consumer_offsets`) and `group` (one group's members and the
 //! helpers the transitions share). Committed offsets live in the sibling `offsets` module.
 
+mod consumer;
 mod describe;
 mod group;
 mod join;
@@ -24,6 +26,7 @@ mod rebalance;
 mod replay;
 mod sync;
 
+pub use consumer::{ConsumerGroupView, ConsumerLookup, ConsumerMemberView};
 pub use describe::{DescribedMember, GroupDescription, ListedGroup};
 pub(crate) use group::Group;
 pub use join::{JoinReply, JoinRequest, JoinedMember};
@@ -70,6 +73,8 @@ pub struct CoordinatorConfig {
     pub session_timeout_max_ms: i32,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
+    /// KIP-848 consumer groups (`group.consumer.*`).
+    pub consumer: crate::groups::consumer::ConsumerConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -81,6 +86,7 @@ impl Default for CoordinatorConfig {
             session_timeout_min_ms: 6000,
             session_timeout_max_ms: 1_800_000,
             offset_metadata_max_bytes: 4096,
+            consumer: Default::default(),
         }
     }
 }

@@ -42,6 +42,16 @@ pub async fn handle(ctx: &Context, request: DescribeGroupsRequest) -> DescribeGr
 }
 
 fn encode(version: i16, d: GroupDescription) -> DescribedGroup {
+    if version >= 6 && !d.classic {
+        return DescribedGroup::default()
+            .with_group_id(kafka_protocol::messages::GroupId(s(d.group_id.clone())))
+            .with_error_code(ResponseError::GroupIdNotFound.code())
+            .with_error_message(Some(s(format!(
+                "Group {} is not a classic group.",
+                d.group_id
+            ))))
+            .with_group_state(StrBytes::from_static_str(""));
+    }
     if version >= 6 && d.state == "Dead" {
         return DescribedGroup::default()
             .with_group_id(kafka_protocol::messages::GroupId(s(d.group_id.clone())))

@@ -1,4 +1,5 @@
-//! ListGroups (key 16), v0-v5: every group on this node (state filter v4+, type filter v5).
+//! ListGroups (key 16), v0-v5: every group on this node (state filter v4+, type filter v5:
+//! "classic" or "consumer", the KIP-848 groups, listed with their own states).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -7,9 +8,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
 use crate::groups::{coordinator, driver, OFFSETS};
-
-/// The only group type Sluice has (KIP-848 "consumer" groups are not implemented).
-const GROUP_TYPE_CLASSIC: &str = "classic";
 
 /// Answers ListGroups.
 pub async fn handle(ctx: &Context, request: ListGroupsRequest) -> ListGroupsResponse {
@@ -22,16 +20,16 @@ pub async fn handle(ctx: &Context, request: ListGroupsRequest) -> ListGroupsResp
     } else {
         Vec::new()
     };
-    let types_ok = ctx.version < 5
-        || request.types_filter.is_empty()
-        || request
+    let types: Vec<String> = if ctx.version >= 5 {
+        request
             .types_filter
             .iter()
-            .any(|t| t.eq_ignore_ascii_case(GROUP_TYPE_CLASSIC));
+            .map(|t| t.to_ascii_lowercase())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut response = ListGroupsResponse::default();
-    if !types_ok {
-        return response;
-    }
     if let Err(e) = OFFSETS.ensure(&ctx.shard).await {
         return response.with_error_code(e.code());
     }
@@ -54,6 +52,7 @@ pub async fn handle(ctx: &Context, request: ListGroupsRequest) -> ListGroupsResp
     }
     response.groups = listed
         .into_iter()
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             let mut out = ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
@@ -62,7 +61,7 @@ pub async fn handle(ctx: &Context, request: ListGroupsRequest) -> ListGroupsResp
                 out.group_state = StrBytes::from_static_str(g.state);
             }
             if ctx.version >= 5 {
-                out.group_type = StrBytes::from_static_str(GROUP_TYPE_CLASSIC);
+                out.group_type = StrBytes::from_static_str(g.group_type);
             }
             out
         })

@@ -17,16 +17,29 @@ use crate::cluster::TopicMeta;
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-/// Answers Metadata. A null topic list (or an empty one before v1) means all topics.
+/// Answers Metadata. A null topic list (or an empty one before v1) means all topics. From
+/// v10 a topic may be asked for by id alone (KIP-516; a KIP-848 consumer resolves the topic
+/// ids of its assignment this way); an unknown id answers UNKNOWN_TOPIC_ID.
 pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse {
+    let mut unknown_ids = Vec::new();
     let requested: Option<Vec<String>> = match request.topics {
         None => None,
         Some(t) if t.is_empty() && ctx.version == 0 => None,
-        Some(t) => Some(
-            t.into_iter()
-                .filter_map(|t| t.name.map(|n| n.to_string()))
-                .collect(),
-        ),
+        Some(t) => {
+            let image = ctx.shard.image();
+            let mut names = Vec::with_capacity(t.len());
+            for topic in t {
+                match topic.name {
+                    Some(name) => names.push(name.to_string()),
+                    None if !topic.topic_id.is_nil() => match image.topic_by_id(&topic.topic_id) {
+                        Some(meta) => names.push(meta.name.clone()),
+                        None => unknown_ids.push(topic.topic_id),
+                    },
+                    None => {}
+                }
+            }
+            Some(names)
+        }
     };
     let allow_create = ctx.version < 4 || request.allow_auto_topic_creation;
     let image = match &requested {
@@ -39,7 +52,7 @@ pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse
         Some(names) => names.clone(),
     };
     let epochs = leader_epochs(ctx, listed).await;
-    let topics = match requested {
+    let topics: Vec<MetadataResponseTopic> = match requested {
         None => image
             .topics
             .values()
@@ -63,6 +76,15 @@ pub async fn handle(ctx: &Context, request: MetadataRequest) -> MetadataResponse
             })
             .collect(),
     };
+    let topics = topics
+        .into_iter()
+        .chain(unknown_ids.into_iter().map(|id| {
+            MetadataResponseTopic::default()
+                .with_error_code(ResponseError::UnknownTopicId.code())
+                .with_topic_id(id)
+                .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        }))
+        .collect::<Vec<_>>();
     let config = &ctx.shard.config;
     let mut response = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()

@@ -5,6 +5,7 @@ pub mod add_partitions_to_txn;
 pub mod admin_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -132,6 +133,9 @@ pub async fn dispatch(ctx: &Context, body: RequestKind) -> Option<ResponseKind> 
             ResponseKind::DescribeGroups(describe_groups::handle(ctx, r).await)
         }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, r).await),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(ctx, r).await)
+        }
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(ctx, r).await)
         }
