@@ -1,7 +1,8 @@
 //! Request versions Kafka 4 removed (KIP-896) that clients of the Kafka 2.x era still send
 //! and Sluice keeps accepting: OffsetCommit v0 and v1 (Go's sarama before 1.40) and
 //! ListOffsets v0. The requests are encoded by hand here, since the protocol crate no
-//! longer knows them.
+//! longer knows them; and a real sarama (Debian's 1.22, built from `tests/sarama`) joins a
+//! group and commits with them.
 
 mod common;
 
@@ -148,5 +149,81 @@ fn list_offsets_v0_answers_one_offset_per_partition() {
         list_offsets_v0(&mut conn, topic, -2)[0],
         (0, 0, vec![0]),
         "earliest"
+    );
+}
+
+/// Builds `tests/sarama` (Go's sarama 1.22 from Debian, GOPATH mode) once per test binary.
+fn sarama_check() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = root.join("target").join("sarama");
+    let bin = out_dir.join("sarama-check");
+    let status = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(root.join("tests/sarama/main.go"))
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", out_dir.join("cache"))
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("`go` is needed to build the sarama client (apt-get install golang-go golang-github-shopify-sarama-dev, as .ci/run does): {e}")
+        });
+    assert!(status.success(), "building tests/sarama failed");
+    bin
+}
+
+/// Runs the sarama client; returns the payloads its consumer group read.
+fn sarama(
+    bin: &std::path::Path,
+    bootstrap: &str,
+    topic: &str,
+    tag: &str,
+    produce: usize,
+) -> Vec<String> {
+    let out = std::process::Command::new(bin)
+        .args([
+            "-bootstrap",
+            bootstrap,
+            "-topic",
+            topic,
+            "-group",
+            "sarama-group",
+        ])
+        .args(["-tag", tag, "-produce", &produce.to_string()])
+        .args(["-expect", &produce.to_string()])
+        .output()
+        .expect("run sarama-check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sarama client failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut read: Vec<String> = stdout.lines().skip(1).map(str::to_string).collect();
+    read.sort();
+    read
+}
+
+/// Go's sarama 1.22 (what Debian ships; Kafka 0.11 protocol: Produce v3, Fetch v4, JoinGroup
+/// v1, OffsetCommit v1 and OffsetFetch v1) produces, joins a consumer group, commits, and a
+/// second run of the group reads only what came after its commits.
+#[test]
+fn sarama_joins_a_group_commits_and_resumes() {
+    let bin = sarama_check();
+    let broker = common::Broker::start_with(&["--auto-create-topics", "true"]);
+    let bs = broker.bootstrap();
+    let expected = |tag: &str, n: usize| {
+        let mut v: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sarama(&bin, &bs, "sarama-topic", "a", 20),
+        expected("a", 20)
+    );
+    assert_eq!(
+        sarama(&bin, &bs, "sarama-topic", "b", 5),
+        expected("b", 5),
+        "the second run resumes from the first run's commits"
     );
 }
