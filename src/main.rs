@@ -123,6 +123,12 @@ struct StartArgs {
     /// First-rebalance delay of empty consumer groups, ms [env: SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS] [default: 3000]
     #[arg(long, value_name = "MS")]
     group_initial_rebalance_delay_ms: Option<String>,
+    /// KIP-848 consumer-group session timeout, ms [env: SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS] [default: 45000]
+    #[arg(long, value_name = "MS")]
+    group_consumer_session_timeout_ms: Option<String>,
+    /// KIP-848 consumer-group heartbeat interval, ms [env: SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS] [default: 5000]
+    #[arg(long, value_name = "MS")]
+    group_consumer_heartbeat_interval_ms: Option<String>,
     /// Tracing filter; RUST_LOG wins if set [env: SLUICE_LOG_LEVEL] [default: info]
     #[arg(long, value_name = "STR")]
     log_level: Option<String>,
@@ -157,6 +163,8 @@ impl StartArgs {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            group_consumer_session_timeout_ms: self.group_consumer_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
             log_level: self.log_level,
             io_memory: self.io_memory,
             cleaner_io_bytes_per_sec: self.cleaner_io_bytes_per_sec,
@@ -312,6 +320,8 @@ mod tests {
             "--auto-create-topics=false",
             "--default-partitions=-3",
             "--group-initial-rebalance-delay-ms=0",
+            "--group-consumer-session-timeout-ms=6000",
+            "--group-consumer-heartbeat-interval-ms=500",
             "--log-level=debug",
             "--io-memory=4MiB",
             "--cleaner-io-bytes-per-sec=1MiB",
@@ -334,6 +344,8 @@ mod tests {
             auto_create_topics: text("false"),
             default_partitions: text("-3"),
             group_initial_rebalance_delay_ms: text("0"),
+            group_consumer_session_timeout_ms: text("6000"),
+            group_consumer_heartbeat_interval_ms: text("500"),
             log_level: text("debug"),
             io_memory: text("4MiB"),
             cleaner_io_bytes_per_sec: text("1MiB"),

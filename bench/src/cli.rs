@@ -66,6 +66,9 @@ pub struct Cli {
     /// none, random or round-robin.
     #[arg(long, value_enum)]
     pub key_distribution: Option<KeyDistribution>,
+    /// With --key-distribution random: this many distinct keys (0: any 64-bit key).
+    #[arg(long, value_name = "KEYS")]
+    pub key_space: Option<u64>,
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, value_enum)]
     pub compression: Option<CompressionKind>,
@@ -122,6 +125,7 @@ impl Cli {
             record_size: self.record_size,
             acks: self.acks,
             key_distribution: self.key_distribution,
+            key_space: self.key_space,
             compression: self.compression,
             batch_size: self.batch_size,
             linger_ms: self.linger_ms,

@@ -137,7 +137,13 @@ pub fn run_rdkafka(
         };
         let key = match w.key_distribution {
             KeyDistribution::None => None,
-            KeyDistribution::Random => Some(rng.next_u64().to_be_bytes()),
+            KeyDistribution::Random => Some(
+                match w.key_space {
+                    0 => rng.next_u64(),
+                    space => rng.next_u64() % space,
+                }
+                .to_be_bytes(),
+            ),
             KeyDistribution::RoundRobin => Some(n.to_be_bytes()),
         };
         let p = (n % partitions as u64) as i32;

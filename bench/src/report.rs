@@ -202,7 +202,7 @@ impl Report {
         }
         s.push('\n');
         s.push_str(&format!(
-            "workload: {} acks={} rate={} duration={}s warmup={}s record={}B partitions={} producers={} consumers={} keys={:?} compression={:?} batch={}B linger={}ms client={:?}\n\n",
+            "workload: {} acks={} rate={} duration={}s warmup={}s record={}B partitions={} producers={} consumers={} keys={:?}/{} compression={:?} batch={}B linger={}ms client={:?}\n\n",
             w.mode,
             w.acks,
             if w.mode == Mode::Throughput { "max".to_string() } else { format!("{}/s", w.rate) },
@@ -213,6 +213,7 @@ impl Report {
             w.producers,
             w.consumers,
             w.key_distribution,
+            w.key_space,
             w.compression,
             w.batch_size,
             w.linger_ms,

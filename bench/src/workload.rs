@@ -192,6 +192,9 @@ pub struct Workload {
     pub acks: AckLevel,
     /// Keying.
     pub key_distribution: KeyDistribution,
+    /// With random keys: how many distinct keys there are (0: any 64-bit key). A bounded
+    /// key space gives a compacted topic's cleaner something to remove.
+    pub key_space: u64,
     /// Batch compression.
     pub compression: CompressionKind,
     /// A partition's pending records are sent once they reach this many bytes.
@@ -221,6 +224,7 @@ impl Default for Workload {
             record_size: 1024,
             acks: AckLevel::All,
             key_distribution: KeyDistribution::None,
+            key_space: 0,
             compression: CompressionKind::None,
             batch_size: 16384,
             linger_ms: 0.0,
@@ -265,6 +269,8 @@ pub struct WorkloadFile {
     pub acks: Option<AckLevel>,
     /// See [`Workload::key_distribution`].
     pub key_distribution: Option<KeyDistribution>,
+    /// See [`Workload::key_space`].
+    pub key_space: Option<u64>,
     /// See [`Workload::compression`].
     pub compression: Option<CompressionKind>,
     /// See [`Workload::batch_size`].
@@ -308,7 +314,8 @@ impl WorkloadFile {
             replication_factor => replication_factor, producers => producers,
             consumers => consumers, rate => rate, duration_secs => duration_secs,
             warmup_secs => warmup_secs, record_size => record_size, acks => acks,
-            key_distribution => key_distribution, compression => compression,
+            key_distribution => key_distribution, key_space => key_space,
+            compression => compression,
             batch_size => batch_size, linger_ms => linger_ms, max_in_flight => max_in_flight,
             client => client,
         );

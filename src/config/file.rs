@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub default_partitions: Option<i64>,
     /// See `--group-initial-rebalance-delay-ms`.
     pub group_initial_rebalance_delay_ms: Option<i64>,
+    /// See `--group-consumer-session-timeout-ms`.
+    pub group_consumer_session_timeout_ms: Option<i64>,
+    /// See `--group-consumer-heartbeat-interval-ms`.
+    pub group_consumer_heartbeat_interval_ms: Option<i64>,
     /// See `--log-level`.
     pub log_level: Option<String>,
     /// See `--io-memory`.

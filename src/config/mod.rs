@@ -64,6 +64,10 @@ pub const SLOW_REQUEST_MS_DEFAULT: usize = 1_000;
 pub const DEFAULT_PARTITIONS_DEFAULT: i32 = 1;
 /// Default `group.initial.rebalance.delay.ms` (Kafka's default).
 pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: i32 = 3000;
+/// Default `group.consumer.session.timeout.ms` (Kafka's default).
+pub const GROUP_CONSUMER_SESSION_TIMEOUT_MS_DEFAULT: i32 = 45_000;
+/// Default `group.consumer.heartbeat.interval.ms` (Kafka's default).
+pub const GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT: i32 = 5_000;
 /// Default tracing filter.
 pub const LOG_LEVEL_DEFAULT: &str = "info";
 /// Default cleaner I/O budget of each shard (read plus written bytes per second), so
@@ -108,6 +112,12 @@ pub struct Config {
     /// How long the first rebalance of an empty consumer group waits for more members
     /// (Kafka `group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay_ms: i64,
+    /// How long a KIP-848 consumer-group member may go without a heartbeat before it is
+    /// removed (Kafka `group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout_ms: i64,
+    /// How often KIP-848 members are told to heartbeat (Kafka
+    /// `group.consumer.heartbeat.interval.ms`); below the session timeout.
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// Tracing filter directive; `RUST_LOG`, when set, has already replaced the configured one.
     pub log_level: String,
     /// Bytes per second the log cleaner of each shard may read and write; 0 is unlimited.

@@ -41,6 +41,10 @@ pub struct Overrides {
     pub default_partitions: Option<String>,
     /// `--group-initial-rebalance-delay-ms`.
     pub group_initial_rebalance_delay_ms: Option<String>,
+    /// `--group-consumer-session-timeout-ms`.
+    pub group_consumer_session_timeout_ms: Option<String>,
+    /// `--group-consumer-heartbeat-interval-ms`.
+    pub group_consumer_heartbeat_interval_ms: Option<String>,
     /// `--log-level`.
     pub log_level: Option<String>,
     /// `--io-memory`.

@@ -9,7 +9,8 @@ use super::env::{CONFIG_ENV, RUST_LOG_ENV};
 use super::file::{file_size_text, FileConfig};
 use super::settings::{
     Setting, ADMIN_ADDR, ADVERTISED_ADDR, AUTO_CREATE_TOPICS, CLEANER_IO_BYTES_PER_SEC, CORES,
-    CPUSET, DATA_DIR, DEFAULT_PARTITIONS, GROUP_INITIAL_REBALANCE_DELAY_MS, IO_MEMORY, KAFKA_ADDR,
+    CPUSET, DATA_DIR, DEFAULT_PARTITIONS, GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS,
+    GROUP_CONSUMER_SESSION_TIMEOUT_MS, GROUP_INITIAL_REBALANCE_DELAY_MS, IO_MEMORY, KAFKA_ADDR,
     LOG_LEVEL, MAX_CONNECTIONS, MAX_REQUEST_BYTES, MEMORY, NODE_ID, SLOW_REQUEST_MS,
 };
 use super::values::{
@@ -19,7 +20,8 @@ use super::values::{
 };
 use super::{
     Config, ConfigError, Origin, Overrides, CLEANER_IO_BYTES_PER_SEC_DEFAULT, DATA_DIR_DEFAULT,
-    DEFAULT_PARTITIONS_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+    DEFAULT_PARTITIONS_DEFAULT, GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+    GROUP_CONSUMER_SESSION_TIMEOUT_MS_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     IO_MEMORY_PER_SHARD_BYTES_DEFAULT, LOG_LEVEL_DEFAULT, MAX_CONNECTIONS_DEFAULT,
     MAX_REQUEST_BYTES_DEFAULT, MEMORY_PER_SHARD_BYTES_DEFAULT, SLOW_REQUEST_MS_DEFAULT,
 };
@@ -265,6 +267,50 @@ pub fn resolve_with(
         |s| parse_i32_at_least(s, 0),
         GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     )?);
+    let session_raw = pick(
+        &GROUP_CONSUMER_SESSION_TIMEOUT_MS,
+        args.group_consumer_session_timeout_ms,
+        env,
+        inum(f.group_consumer_session_timeout_ms),
+        fp,
+    );
+    let session_given = session_raw.clone();
+    let group_consumer_session_timeout_ms = i64::from(parse_or(
+        &GROUP_CONSUMER_SESSION_TIMEOUT_MS,
+        session_raw,
+        |s| parse_i32_at_least(s, 1),
+        GROUP_CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
+    )?);
+    let interval_raw = pick(
+        &GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS,
+        args.group_consumer_heartbeat_interval_ms,
+        env,
+        inum(f.group_consumer_heartbeat_interval_ms),
+        fp,
+    );
+    let interval_given = interval_raw.clone();
+    let group_consumer_heartbeat_interval_ms = parse_or(
+        &GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS,
+        interval_raw,
+        |s| parse_i32_at_least(s, 1),
+        GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+    )?;
+    if i64::from(group_consumer_heartbeat_interval_ms) >= group_consumer_session_timeout_ms {
+        // Blame the setting that was given (the interval if both were).
+        let reason = format!(
+            "the heartbeat interval ({group_consumer_heartbeat_interval_ms} ms) must be below \
+             the session timeout ({group_consumer_session_timeout_ms} ms)"
+        );
+        // (The defaults themselves are consistent, so one of the two was given.)
+        let blamed = match (interval_given, session_given) {
+            (Some(raw), _) => Some((&GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS, raw)),
+            (None, Some(raw)) => Some((&GROUP_CONSUMER_SESSION_TIMEOUT_MS, raw)),
+            (None, None) => None,
+        };
+        if let Some((setting, raw)) = blamed {
+            return Err(invalid(setting, raw, reason));
+        }
+    }
     let log_level = resolve_log_level(args.log_level, env, f.log_level, fp)?;
     let cleaner_raw = pick(
         &CLEANER_IO_BYTES_PER_SEC,
@@ -296,6 +342,8 @@ pub fn resolve_with(
         auto_create_topics,
         default_partitions,
         group_initial_rebalance_delay_ms,
+        group_consumer_session_timeout_ms,
+        group_consumer_heartbeat_interval_ms,
         log_level,
         cleaner_io_bytes_per_sec,
         production: args.production,

@@ -53,6 +53,16 @@ pub(super) const GROUP_INITIAL_REBALANCE_DELAY_MS: Setting = setting(
     "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS",
     "group_initial_rebalance_delay_ms",
 );
+pub(super) const GROUP_CONSUMER_SESSION_TIMEOUT_MS: Setting = setting(
+    "--group-consumer-session-timeout-ms",
+    "SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+    "group_consumer_session_timeout_ms",
+);
+pub(super) const GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS: Setting = setting(
+    "--group-consumer-heartbeat-interval-ms",
+    "SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+    "group_consumer_heartbeat_interval_ms",
+);
 pub(super) const LOG_LEVEL: Setting = setting("--log-level", "SLUICE_LOG_LEVEL", "log_level");
 pub(super) const IO_MEMORY: Setting = setting("--io-memory", "SLUICE_IO_MEMORY", "io_memory");
 pub(super) const CLEANER_IO_BYTES_PER_SEC: Setting = setting(

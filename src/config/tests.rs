@@ -31,6 +31,12 @@ fn args(list: &[&str]) -> Overrides {
             "--auto-create-topics" => &mut overrides.auto_create_topics,
             "--default-partitions" => &mut overrides.default_partitions,
             "--group-initial-rebalance-delay-ms" => &mut overrides.group_initial_rebalance_delay_ms,
+            "--group-consumer-session-timeout-ms" => {
+                &mut overrides.group_consumer_session_timeout_ms
+            }
+            "--group-consumer-heartbeat-interval-ms" => {
+                &mut overrides.group_consumer_heartbeat_interval_ms
+            }
             "--log-level" => &mut overrides.log_level,
             "--io-memory" => &mut overrides.io_memory,
             "--cleaner-io-bytes-per-sec" => &mut overrides.cleaner_io_bytes_per_sec,
@@ -168,6 +174,19 @@ fn bad_values_name_the_setting() {
         (&["--auto-create-topics", "maybe"], "--auto-create-topics"),
         (&["--default-partitions", "0"], "--default-partitions"),
         (&["--log-level", ""], "--log-level"),
+        (
+            &["--group-consumer-session-timeout-ms", "0"],
+            "--group-consumer-session-timeout-ms",
+        ),
+        // The heartbeat interval must stay below the session timeout; the given one is named.
+        (
+            &["--group-consumer-heartbeat-interval-ms", "45000"],
+            "--group-consumer-heartbeat-interval-ms",
+        ),
+        (
+            &["--group-consumer-session-timeout-ms", "3000"],
+            "--group-consumer-session-timeout-ms",
+        ),
     ];
     for (flags, name) in cases {
         let e = err(flags, None, &[]);

@@ -97,6 +97,10 @@ fn shard_groups(shard: &Rc<Shard>) -> Rc<ShardGroups> {
     let groups = shard.service(|| {
         let config = CoordinatorConfig {
             initial_rebalance_delay_ms: shard.config.group_initial_rebalance_delay_ms,
+            consumer: crate::groups::consumer::ConsumerConfig {
+                session_timeout_ms: shard.config.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms: shard.config.group_consumer_heartbeat_interval_ms,
+            },
             ..CoordinatorConfig::default()
         };
         ShardGroups {

@@ -240,7 +240,10 @@ impl Producer {
                     (None, *rr)
                 }
                 KeyDistribution::Random => {
-                    let k = rng.next_u64();
+                    let k = match w.key_space {
+                        0 => rng.next_u64(),
+                        space => rng.next_u64() % space,
+                    };
                     (
                         Some(Bytes::copy_from_slice(&k.to_be_bytes())),
                         (k % partitions as u64) as usize,

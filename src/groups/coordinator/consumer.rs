@@ -160,6 +160,24 @@ impl Coordinator {
         }
     }
 
+    /// OffsetFetch v9+ by a named member of a consumer group: `None` if it may read (or the
+    /// group is classic), else UNKNOWN_MEMBER_ID or STALE_MEMBER_EPOCH.
+    pub fn consumer_member_error(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Option<i16> {
+        let cg = self.groups.get(group_id)?.consumer.as_ref()?;
+        match cg.members.get(member_id) {
+            None => Some(super::UNKNOWN_MEMBER_ID),
+            Some(m) if m.epoch != member_epoch => {
+                Some(kafka_protocol::error::ResponseError::StaleMemberEpoch.code())
+            }
+            Some(_) => None,
+        }
+    }
+
     /// The earliest consumer-group expiry.
     pub(crate) fn next_consumer_deadline_ms(&self) -> Option<i64> {
         self.groups
@@ -204,5 +222,111 @@ impl Coordinator {
             assignor: cg.assignor.map_or("uniform", |a| a.name()),
             members,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::groups::coordinator::CoordinatorConfig;
+
+    struct One;
+
+    impl TopicLookup for One {
+        fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
+            (name == "t").then_some((Uuid::from_u128(7), 2))
+        }
+        fn names(&self) -> Vec<String> {
+            vec!["t".into()]
+        }
+    }
+
+    fn join(member: &str) -> HeartbeatRequest {
+        HeartbeatRequest {
+            member_id: member.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_names: Some(vec!["t".into()]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn protocols_convert_only_through_an_empty_group_and_members_are_checked() {
+        let mut c = Coordinator::new(CoordinatorConfig::default(), 1);
+        let reply = c.consumer_heartbeat("g", join("m1"), &One, 0);
+        assert_eq!(reply.error, 0);
+        assert_eq!(reply.heartbeat_interval_ms, 5_000);
+        let epoch = reply.member_epoch;
+        // Offsets are read by members at their epoch.
+        assert_eq!(c.consumer_member_error("g", "m1", epoch), None);
+        assert_eq!(
+            c.consumer_member_error("g", "m1", epoch - 1),
+            Some(kafka_protocol::error::ResponseError::StaleMemberEpoch.code())
+        );
+        assert_eq!(
+            c.consumer_member_error("g", "nobody", epoch),
+            Some(super::super::UNKNOWN_MEMBER_ID)
+        );
+        assert_eq!(c.list(&[])[0].group_type, "consumer");
+        assert!(!c.describe("g").classic);
+        match c.describe_consumer_group("g") {
+            ConsumerLookup::Consumer(v) => {
+                assert_eq!(v.members.len(), 1);
+                assert_eq!(
+                    v.members[0]
+                        .assignment
+                        .values()
+                        .map(|p| p.len())
+                        .sum::<usize>(),
+                    2
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A classic JoinGroup cannot take a group with consumer members...
+        let fx = c.join(
+            1,
+            crate::groups::coordinator::JoinRequest {
+                group_id: "g".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), bytes::Bytes::new())],
+                ..Default::default()
+            },
+            1,
+        );
+        assert!(matches!(
+            &fx.completions[0].1,
+            crate::groups::coordinator::Completion::Join(r) if r.error == GROUP_ID_NOT_FOUND
+        ));
+        // ...but once the last member leaves, the group is empty and converts back.
+        let leave = HeartbeatRequest {
+            member_id: "m1".into(),
+            member_epoch: -1,
+            ..Default::default()
+        };
+        assert_eq!(c.consumer_heartbeat("g", leave, &One, 2).error, 0);
+        assert_eq!(c.group_state("g"), Some(GroupState::Empty));
+        let fx = c.join(
+            2,
+            crate::groups::coordinator::JoinRequest {
+                group_id: "g".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), bytes::Bytes::new())],
+                ..Default::default()
+            },
+            3,
+        );
+        assert!(fx.completions.iter().all(|(_, r)| !matches!(
+            r,
+            crate::groups::coordinator::Completion::Join(j) if j.error == GROUP_ID_NOT_FOUND
+        )));
+        assert!(c.describe("g").classic);
     }
 }

@@ -1,5 +1,7 @@
 //! OffsetFetch (key 9), v1-v10: read committed offsets (all partitions or selected ones;
-//! several groups at once from v8).
+//! several groups at once from v8). From v9 a member of a KIP-848 group names itself
+//! (member id and epoch): an unknown member is UNKNOWN_MEMBER_ID, another epoch
+//! STALE_MEMBER_EPOCH, for the whole group, as Kafka answers.
 //!
 //! v10 (Kafka 4.1) names topics by id: a requested id no topic has answers UNKNOWN_TOPIC_ID
 //! for its partitions; asked for all topics, offsets of a topic that no longer exists are
@@ -39,8 +41,19 @@ pub async fn handle(ctx: &Context, request: OffsetFetchRequest) -> OffsetFetchRe
                 }
                 named
             });
-            let (error, reply) =
-                fetch_group(ctx, g.group_id.to_string(), topics, request.require_stable).await;
+            let member = g
+                .member_id
+                .as_ref()
+                .filter(|_| ctx.version >= 9)
+                .map(|m| (m.to_string(), g.member_epoch));
+            let (error, reply) = fetch_group(
+                ctx,
+                g.group_id.to_string(),
+                topics,
+                request.require_stable,
+                member,
+            )
+            .await;
             let mut topics = encode_batched(ctx, reply);
             if error == 0 {
                 topics.extend(unknown_ids.into_iter().map(unknown_topic_id));
@@ -65,6 +78,7 @@ pub async fn handle(ctx: &Context, request: OffsetFetchRequest) -> OffsetFetchRe
         request.group_id.to_string(),
         topics,
         request.require_stable,
+        None,
     )
     .await;
     let topics = reply
@@ -96,28 +110,32 @@ pub async fn handle(ctx: &Context, request: OffsetFetchRequest) -> OffsetFetchRe
     response
 }
 
+/// Reads one group's offsets; `member` (v9+: member id and epoch, when the client names
+/// one) is checked first against a KIP-848 group's members.
 async fn fetch_group(
     ctx: &Context,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
+    member: Option<(String, i32)>,
 ) -> (i16, FetchReply) {
     let gid = group_id.clone();
     let outcome = OFFSETS
         .route(&ctx.shard, &group_id, move |shard, partition| async move {
             driver::with_coordinator(&shard, partition, move |c, _now| {
-                (
-                    c.fetch_offsets(&gid, topics.as_deref(), require_stable),
-                    Default::default(),
-                )
+                let refused = member
+                    .as_ref()
+                    .and_then(|(id, epoch)| c.consumer_member_error(&gid, id, *epoch));
+                let answer = match refused {
+                    Some(code) => (code, Vec::new()),
+                    None => (0, c.fetch_offsets(&gid, topics.as_deref(), require_stable)),
+                };
+                (answer, Default::default())
             })
             .await
         })
         .await;
-    match outcome {
-        Ok(reply) => (0, reply),
-        Err(e) => (e.code(), Vec::new()),
-    }
+    outcome.unwrap_or_else(|e| (e.code(), Vec::new()))
 }
 
 /// The answer for a requested topic id no topic has (v10).
