@@ -135,7 +135,7 @@ struct StartArgs {
     /// Registered io_uring buffer memory per shard [env: SLUICE_IO_MEMORY] [default: 8MiB]
     #[arg(long, value_name = "SIZE")]
     io_memory: Option<String>,
-    /// Log cleaner I/O per shard, per second; 0 is unlimited [env: SLUICE_CLEANER_IO_BYTES_PER_SEC] [default: 64MiB]
+    /// Log cleaner I/O per shard, per second; 0 is unlimited [env: SLUICE_CLEANER_IO_BYTES_PER_SEC] [default: 8MiB]
     #[arg(long, value_name = "SIZE")]
     cleaner_io_bytes_per_sec: Option<String>,
     /// Refuse to start when a host check (as `sluice tune` runs it) FAILs
