@@ -362,19 +362,7 @@ fn list_transactions_v2_filters_by_transactional_id_pattern() {
     let broker = common::Broker::start();
     let mut conn = Conn::open(broker.addr());
     for id in ["orders-1", "orders-2", "audit-orders-1"] {
-        let request = InitProducerIdRequest::default()
-            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))))
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
-        match conn.call(
-            ApiKey::InitProducerId,
-            5,
-            &RequestKind::InitProducerId(request),
-        ) {
-            Ok(ResponseKind::InitProducerId(r)) => assert_eq!(r.error_code, 0, "{id}"),
-            other => panic!("InitProducerId {id}: {other:?}"),
-        }
+        common::raw::init_transactional(&mut conn, id);
     }
     let list = |conn: &mut Conn, version: i16, pattern: Option<&'static str>| {
         let request = ListTransactionsRequest::default()

@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::raw::{call_fetch, fetch_request, latest_offset, name, transactional_batch, Conn};
+use common::raw::{
+    call_fetch, fetch_request, init_transactional, latest_offset, name, produce_as,
+    transactional_batch, Conn,
+};
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
@@ -35,25 +38,6 @@ fn create_topic(conn: &mut Conn, topic: &str, partitions: i32) {
     }
 }
 
-fn init(conn: &mut Conn, id: &str) -> (i64, i16) {
-    let request = InitProducerIdRequest::default()
-        .with_transactional_id(Some(txn_id(id)))
-        .with_transaction_timeout_ms(60_000)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
-    match conn.call(
-        ApiKey::InitProducerId,
-        5,
-        &RequestKind::InitProducerId(request),
-    ) {
-        Ok(ResponseKind::InitProducerId(r)) => {
-            assert_eq!(r.error_code, 0, "InitProducerId");
-            (r.producer_id.0, r.producer_epoch)
-        }
-        other => panic!("InitProducerId: {other:?}"),
-    }
-}
-
 /// A transactional produce at `version` (acks=all); the partition's error code.
 fn produce(
     conn: &mut Conn,
@@ -63,21 +47,7 @@ fn produce(
     partition: i32,
     batch: Bytes,
 ) -> i16 {
-    let p = produce_request::PartitionProduceData::default()
-        .with_index(partition)
-        .with_records(Some(batch));
-    let t = produce_request::TopicProduceData::default()
-        .with_name(name(topic))
-        .with_partition_data(vec![p]);
-    let request = ProduceRequest::default()
-        .with_transactional_id(Some(txn_id(id)))
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![t]);
-    match conn.call(ApiKey::Produce, version, &RequestKind::Produce(request)) {
-        Ok(ResponseKind::Produce(r)) => r.responses[0].partition_responses[0].error_code,
-        other => panic!("produce: {other:?}"),
-    }
+    produce_as(conn, version, Some(id), topic, partition, batch).0
 }
 
 /// EndTxn v5: (error, producer id, producer epoch).
@@ -202,7 +172,7 @@ fn a_v2_producer_commits_and_aborts_with_an_epoch_bump_per_transaction() {
     }
 
     create_topic(&mut conn, topic, 2);
-    let (pid, e0) = init(&mut conn, id);
+    let (pid, e0) = init_transactional(&mut conn, id);
 
     // Transaction 1: no AddPartitionsToTxn; the first batch on each partition adds it.
     let batch = |v: &str, epoch: i16, seq: i32| transactional_batch(v, pid, epoch, seq);

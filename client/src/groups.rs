@@ -21,6 +21,10 @@ use crate::connection::Connection;
 use crate::error::{check, Error, Result};
 use crate::metadata::BrokerInfo;
 
+/// Highest OffsetCommit/OffsetFetch version used: v10 (Kafka 4.1) names topics by id, and
+/// these commands name them by name, as every earlier version does.
+const OFFSETS_BY_NAME_MAX: i16 = 9;
+
 /// Kafka's GROUP_ID_NOT_FOUND.
 const GROUP_ID_NOT_FOUND: i16 = 69;
 
@@ -259,7 +263,9 @@ impl Client {
     ) -> Result<Vec<CommittedOffset>> {
         self.retrying(|| {
             let conn = self.coordinator(group)?;
-            let version = conn.version_for::<OffsetFetchRequest>()?;
+            let version = conn
+                .version_for::<OffsetFetchRequest>()?
+                .min(OFFSETS_BY_NAME_MAX);
             let mut req = OffsetFetchRequest::default();
             let ctx = || format!("fetch committed offsets of group {group}");
             let mut out = Vec::new();
@@ -348,7 +354,10 @@ impl Client {
             );
         self.retrying(|| {
             let conn = self.coordinator(group)?;
-            let resp = conn.call(&req)?;
+            let version = conn
+                .version_for::<OffsetCommitRequest>()?
+                .min(OFFSETS_BY_NAME_MAX);
+            let resp = conn.send_version(&req, version)?.wait()?;
             for t in &resp.topics {
                 for p in &t.partitions {
                     check(

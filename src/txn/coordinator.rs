@@ -763,6 +763,18 @@ mod tests {
         assert_eq!(end(&mut c, pid, epoch, true, 61_002), Err(PRODUCER_FENCED));
     }
 
+    /// A transactions-v2 producer's implicit add of partition a/0.
+    fn add_v2(c: &mut TxnCoordinator, pid: i64, epoch: i16, now: i64) -> Result<Effects, i16> {
+        c.add_partitions(
+            "t",
+            pid,
+            epoch,
+            &parts(&[("a", 0)]),
+            TRANSACTION_VERSION_2,
+            now,
+        )
+    }
+
     /// A transactions-v2 EndTxn (v5).
     fn end_v2(
         c: &mut TxnCoordinator,
@@ -785,15 +797,7 @@ mod tests {
     fn every_v2_transaction_bumps_the_epoch_and_retries_are_answered() {
         let mut c = TxnCoordinator::default();
         let (pid, epoch) = init(&mut c, "t", 0);
-        c.add_partitions(
-            "t",
-            pid,
-            epoch,
-            &parts(&[("a", 0)]),
-            TRANSACTION_VERSION_2,
-            1,
-        )
-        .unwrap();
+        add_v2(&mut c, pid, epoch, 1).unwrap();
         let EndStep::Done {
             producer_id,
             producer_epoch,
@@ -830,26 +834,8 @@ mod tests {
             EndStep::Error(PRODUCER_FENCED)
         );
         // The next transaction runs at the new epoch; the old one is fenced from adding.
-        assert_eq!(
-            c.add_partitions(
-                "t",
-                pid,
-                epoch,
-                &parts(&[("a", 0)]),
-                TRANSACTION_VERSION_2,
-                12
-            ),
-            Err(PRODUCER_FENCED)
-        );
-        c.add_partitions(
-            "t",
-            pid,
-            epoch + 1,
-            &parts(&[("a", 0)]),
-            TRANSACTION_VERSION_2,
-            12,
-        )
-        .unwrap();
+        assert_eq!(add_v2(&mut c, pid, epoch, 12), Err(PRODUCER_FENCED));
+        add_v2(&mut c, pid, epoch + 1, 12).unwrap();
         assert!(matches!(
             end_v2(&mut c, pid, epoch + 1, false, None),
             EndStep::Done { producer_epoch: e, .. } if e == epoch + 2
@@ -864,15 +850,7 @@ mod tests {
         if let Some(meta) = c.txns.get_mut("t") {
             meta.producer_epoch = last;
         }
-        c.add_partitions(
-            "t",
-            pid,
-            last,
-            &parts(&[("a", 0)]),
-            TRANSACTION_VERSION_2,
-            1,
-        )
-        .unwrap();
+        add_v2(&mut c, pid, last, 1).unwrap();
         assert_eq!(
             end_v2(&mut c, pid, last, true, None),
             EndStep::NeedProducerId

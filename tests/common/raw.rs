@@ -172,6 +172,18 @@ pub fn produce_to(
     partition: i32,
     batch: Bytes,
 ) -> (i16, i64) {
+    produce_as(conn, version, None, topic, partition, batch)
+}
+
+/// [`produce_to`] by the producer of `transactional_id` (a transactional batch names it).
+pub fn produce_as(
+    conn: &mut Conn,
+    version: i16,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> (i16, i64) {
     let p = produce_request::PartitionProduceData::default()
         .with_index(partition)
         .with_records(Some(batch));
@@ -179,6 +191,9 @@ pub fn produce_to(
         .with_name(name(topic))
         .with_partition_data(vec![p]);
     let request = ProduceRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.to_string()))),
+        )
         .with_acks(-1)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![t]);
@@ -188,6 +203,28 @@ pub fn produce_to(
             (p.error_code, p.base_offset)
         }
         other => panic!("produce: {other:?}"),
+    }
+}
+
+/// InitProducerId (v5) for `transactional_id`: its (producer id, epoch).
+pub fn init_transactional(conn: &mut Conn, transactional_id: &str) -> (i64, i16) {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(
+            transactional_id.to_string(),
+        ))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    match conn.call(
+        ApiKey::InitProducerId,
+        5,
+        &RequestKind::InitProducerId(request),
+    ) {
+        Ok(ResponseKind::InitProducerId(r)) => {
+            assert_eq!(r.error_code, 0, "InitProducerId {transactional_id}");
+            (r.producer_id.0, r.producer_epoch)
+        }
+        other => panic!("InitProducerId {transactional_id}: {other:?}"),
     }
 }
 

@@ -253,6 +253,29 @@ mod tests {
         }
     }
 
+    /// A classic consumer's JoinGroup for group "g".
+    fn classic_join(c: &mut Coordinator, token: u64, now: i64) -> Vec<i16> {
+        let fx = c.join(
+            token,
+            crate::groups::coordinator::JoinRequest {
+                group_id: "g".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), bytes::Bytes::new())],
+                ..Default::default()
+            },
+            now,
+        );
+        fx.completions
+            .iter()
+            .filter_map(|(_, r)| match r {
+                crate::groups::coordinator::Completion::Join(j) => Some(j.error),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn protocols_convert_only_through_an_empty_group_and_members_are_checked() {
         let mut c = Coordinator::new(CoordinatorConfig::default(), 1);
@@ -287,22 +310,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A classic JoinGroup cannot take a group with consumer members...
-        let fx = c.join(
-            1,
-            crate::groups::coordinator::JoinRequest {
-                group_id: "g".into(),
-                session_timeout_ms: 10_000,
-                rebalance_timeout_ms: 10_000,
-                protocol_type: "consumer".into(),
-                protocols: vec![("range".into(), bytes::Bytes::new())],
-                ..Default::default()
-            },
-            1,
-        );
-        assert!(matches!(
-            &fx.completions[0].1,
-            crate::groups::coordinator::Completion::Join(r) if r.error == GROUP_ID_NOT_FOUND
-        ));
+        assert_eq!(classic_join(&mut c, 1, 1), vec![GROUP_ID_NOT_FOUND]);
         // ...but once the last member leaves, the group is empty and converts back.
         let leave = HeartbeatRequest {
             member_id: "m1".into(),
@@ -311,22 +319,7 @@ mod tests {
         };
         assert_eq!(c.consumer_heartbeat("g", leave, &One, 2).error, 0);
         assert_eq!(c.group_state("g"), Some(GroupState::Empty));
-        let fx = c.join(
-            2,
-            crate::groups::coordinator::JoinRequest {
-                group_id: "g".into(),
-                session_timeout_ms: 10_000,
-                rebalance_timeout_ms: 10_000,
-                protocol_type: "consumer".into(),
-                protocols: vec![("range".into(), bytes::Bytes::new())],
-                ..Default::default()
-            },
-            3,
-        );
-        assert!(fx.completions.iter().all(|(_, r)| !matches!(
-            r,
-            crate::groups::coordinator::Completion::Join(j) if j.error == GROUP_ID_NOT_FOUND
-        )));
+        assert!(!classic_join(&mut c, 2, 3).contains(&GROUP_ID_NOT_FOUND));
         assert!(c.describe("g").classic);
     }
 }

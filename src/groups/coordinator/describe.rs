@@ -56,25 +56,20 @@ pub struct ListedGroup {
 impl Coordinator {
     /// Describes one group (unknown groups are reported Dead, as Kafka does).
     pub fn describe(&self, group_id: &str) -> GroupDescription {
+        // An unknown group, or a KIP-848 group DescribeGroups does not describe.
+        let none = |classic: bool| GroupDescription {
+            group_id: group_id.to_string(),
+            state: GroupState::Dead.name(),
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+            classic,
+        };
         let Some(g) = self.groups.get(group_id) else {
-            return GroupDescription {
-                group_id: group_id.to_string(),
-                state: GroupState::Dead.name(),
-                protocol_type: String::new(),
-                protocol: String::new(),
-                members: Vec::new(),
-                classic: true,
-            };
+            return none(true);
         };
         if g.is_consumer() {
-            return GroupDescription {
-                group_id: group_id.to_string(),
-                state: GroupState::Dead.name(),
-                protocol_type: String::new(),
-                protocol: String::new(),
-                members: Vec::new(),
-                classic: false,
-            };
+            return none(false);
         }
         let stable = g.state == GroupState::Stable;
         let protocol = g.protocol_name.clone().unwrap_or_default();
