@@ -50,13 +50,16 @@ def main():
     admin = AdminClient({"bootstrap.servers": bs})
     for f in admin.create_topics([NewTopic(topic, 4, 1)]).values():
         f.result()
-    produce(bs, topic, "a", 40)
     c1, c2 = member(bs, group, "c1"), member(bs, group, "c2")
     c1.subscribe([topic])
     c2.subscribe([topic])
     seen = []
-    poll_until([c1, c2], seen, "a 2+2 split and 40 records",
-               lambda: len(c1.assignment()) == 2 and len(c2.assignment()) == 2 and len(seen) >= 40)
+    # Records are produced once the split stands, so none is read by a member that then
+    # hands its partition over uncommitted.
+    poll_until([c1, c2], seen, "a 2+2 split",
+               lambda: len(c1.assignment()) == 2 and len(c2.assignment()) == 2)
+    produce(bs, topic, "a", 40)
+    poll_until([c1, c2], seen, "40 records", lambda: len(seen) >= 40)
     p1 = {tp.partition for tp in c1.assignment()}
     p2 = {tp.partition for tp in c2.assignment()}
     if p1 & p2 or p1 | p2 != {0, 1, 2, 3}:
