@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod ids;
 pub mod priority;
+pub mod re2;
 pub mod rng;
 pub mod sync;
 pub mod units;

@@ -39,9 +39,6 @@ pub const LEAVE_EPOCH: i32 = -1;
 /// The member epoch of a static member leaving for now (it may come back).
 pub const STATIC_LEAVE_EPOCH: i32 = -2;
 
-/// Largest compiled subscription regex (bytes of automaton).
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
 /// Consumer-group settings (Kafka's `group.consumer.*` broker configs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerConfig {
@@ -297,10 +294,7 @@ impl ConsumerGroup {
         let regex = match req.subscribed_topic_regex.as_deref() {
             None => None,
             Some("") => Some(None),
-            Some(pattern) => match regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-            {
+            Some(pattern) => match crate::util::re2::whole_match(pattern) {
                 Ok(r) => Some(Some((pattern.to_string(), r))),
                 Err(e) => {
                     return HeartbeatReply::error(

@@ -9,6 +9,33 @@ use super::Context;
 use crate::groups::{partition_for, OFFSETS, OFFSETS_TOPIC};
 use crate::txn::driver;
 
+/// Adds `group`'s `__consumer_offsets` partition to the transaction (this API, and
+/// TxnOffsetCommit v5 for transactions-v2 producers): 0 or the Kafka error code.
+pub(super) async fn add_offsets_partition(
+    ctx: &Context,
+    transactional_id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+    group: &str,
+    client_version: i16,
+) -> i16 {
+    match OFFSETS.ensure(&ctx.shard).await {
+        Err(e) => e.code(),
+        Ok(partitions) => {
+            let offsets = vec![(OFFSETS_TOPIC.to_string(), partition_for(group, partitions))];
+            driver::add_to_transaction(
+                &ctx.shard,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                offsets,
+                client_version,
+            )
+            .await
+        }
+    }
+}
+
 /// Answers AddOffsetsToTxn.
 pub async fn handle(ctx: &Context, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let id = request.transactional_id.to_string();
@@ -16,14 +43,8 @@ pub async fn handle(ctx: &Context, request: AddOffsetsToTxnRequest) -> AddOffset
     let code = if id.is_empty() || group.is_empty() {
         ResponseError::InvalidRequest.code()
     } else {
-        match OFFSETS.ensure(&ctx.shard).await {
-            Err(e) => e.code(),
-            Ok(partitions) => {
-                let offsets = vec![(OFFSETS_TOPIC.to_string(), partition_for(&group, partitions))];
-                let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-                driver::add_to_transaction(&ctx.shard, id, pid, epoch, offsets, 0).await
-            }
-        }
+        let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
+        add_offsets_partition(ctx, id, pid, epoch, &group, 0).await
     };
     let code = if code == ResponseError::ProducerFenced.code() && ctx.version < 2 {
         ResponseError::InvalidProducerEpoch.code()

@@ -1,8 +1,6 @@
 //! ListTransactions (key 66), v0-v2: every transactional id known to this node's
 //! coordinators, filtered by state, producer id, (v1) minimum running time and (v2, KIP-1152)
-//! a regular expression the whole transactional id must match. Kafka compiles the pattern
-//! with RE2/J; the `regex` crate speaks the same RE2 syntax and, like RE2, runs in time
-//! linear in the input, so a client's pattern cannot stall the shard.
+//! a regular expression the whole transactional id must match (`util::re2`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_transactions_response::TransactionState;
@@ -28,18 +26,11 @@ const STATES: [TxnState; 8] = [
     TxnState::PrepareEpochFence,
 ];
 
-/// Largest compiled pattern accepted (bytes of automaton), so a pattern cannot make the
-/// broker build a huge matcher.
-const PATTERN_SIZE_LIMIT: usize = 1 << 20;
-
 /// The v2 pattern as a whole-id matcher; `None` when absent or empty (no filter).
 fn id_pattern(pattern: Option<&str>) -> Result<Option<regex::Regex>, regex::Error> {
     match pattern {
         None | Some("") => Ok(None),
-        Some(p) => regex::RegexBuilder::new(&format!("^(?:{p})$"))
-            .size_limit(PATTERN_SIZE_LIMIT)
-            .build()
-            .map(Some),
+        Some(p) => crate::util::re2::whole_match(p).map(Some),
     }
 }
 

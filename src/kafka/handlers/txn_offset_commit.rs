@@ -14,7 +14,7 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::Context;
 use crate::groups::records::{offset_key, offset_value, GroupRecord, OffsetValue};
-use crate::groups::{driver as groups, partition_for, Effects, OFFSETS, OFFSETS_TOPIC};
+use crate::groups::{driver as groups, Effects, OFFSETS};
 use crate::txn::coordinator::TRANSACTION_VERSION_2;
 use crate::txn::{driver, markers, TRANSACTION_STATE};
 use crate::util::clock::now_ms;
@@ -70,21 +70,15 @@ async fn commit(
     if ctx.version >= IMPLICIT_ADD_VERSION {
         // A transactions-v2 producer sends no AddOffsetsToTxn: its offsets partition joins
         // the transaction here (KIP-890 part 2).
-        let added = match OFFSETS.ensure(&ctx.shard).await {
-            Ok(partitions) => {
-                let offsets = vec![(OFFSETS_TOPIC.to_string(), partition_for(&group, partitions))];
-                driver::add_to_transaction(
-                    &ctx.shard,
-                    id.clone(),
-                    pid,
-                    epoch,
-                    offsets,
-                    TRANSACTION_VERSION_2,
-                )
-                .await
-            }
-            Err(e) => e.code(),
-        };
+        let added = super::add_offsets_to_txn::add_offsets_partition(
+            ctx,
+            id.clone(),
+            pid,
+            epoch,
+            &group,
+            TRANSACTION_VERSION_2,
+        )
+        .await;
         if added != 0 {
             return added;
         }
